@@ -1,0 +1,82 @@
+"""Turn the composed config into objects: the one place that calls hydra's instantiate.
+
+Derived values (data dimension, number of modes) are injected here, so no
+YAML file writes them twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gan_cli.config import UserError
+from gan_cli.data.gaussian import GaussianMixture
+from gan_cli.models import NoisePrior
+
+
+def pick_device(name: str) -> torch.device:
+    """auto = CUDA, then Apple MPS, then CPU; an explicit device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"device={name}: no CUDA GPU is visible here; use device=auto or cpu")
+        index = torch.device(name).index or 0
+        if index >= torch.cuda.device_count():
+            raise UserError(f"device={name}: only {torch.cuda.device_count()} CUDA device(s)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UserError("device=mps: Apple MPS is not available here; use device=auto or cpu")
+    return torch.device(name)
+
+
+def build_data(data_cfg: DictConfig, device: torch.device) -> GaussianMixture:
+    return instantiate(data_cfg, device=device, _convert_="all")
+
+
+@dataclass
+class Models:
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    noise: NoisePrior
+
+
+def build_models(model_cfg: DictConfig, data: GaussianMixture, device: torch.device) -> Models:
+    g_cfg = OmegaConf.to_container(model_cfg.generator)
+    if model_cfg.widths_per_mode:
+        g_cfg["hidden"] = [w * data.n_modes for w in g_cfg["hidden"]]
+    generator = instantiate(g_cfg, in_dim=model_cfg.noise.dim, out_dim=data.dim)
+    discriminator = instantiate(model_cfg.discriminator, in_dim=data.dim, out_dim=1,
+                                _convert_="all")
+    noise = NoisePrior(**OmegaConf.to_container(model_cfg.noise), device=device)
+    return Models(generator.to(device), discriminator.to(device), noise)
+
+
+def build_loss(loss_cfg: DictConfig) -> Any:
+    return instantiate(loss_cfg)
+
+
+@dataclass
+class Optimizers:
+    generator: torch.optim.Optimizer
+    discriminator: torch.optim.Optimizer
+    schedulers: list  # stepped once per training step; may be empty
+
+
+def build_optimizers(optim_cfg: DictConfig, models: Models) -> Optimizers:
+    opt_g = instantiate(optim_cfg.generator, _convert_="all")(models.generator.parameters())
+    opt_d = instantiate(optim_cfg.discriminator, _convert_="all")(
+        models.discriminator.parameters())
+    schedule: Optional[DictConfig] = optim_cfg.get("schedule")
+    schedulers = []
+    if schedule is not None:
+        make = instantiate(schedule, _convert_="all")
+        schedulers = [make(opt_g), make(opt_d)]
+    return Optimizers(opt_g, opt_d, schedulers)

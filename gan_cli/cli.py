@@ -1,0 +1,86 @@
+"""Console entry points `gan-train` and `gan-sample`: Hydra parses, train()/sample() work.
+
+Heavy imports (torch, matplotlib) happen inside the task functions so that
+`gan-train --help` stays quick.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import hydra
+from hydra._internal import utils as hydra_utils
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from gan_cli.config import register_configs
+from gan_cli.errors import user_error_message
+
+register_configs()
+
+# summary.json status -> process exit code (design.md, "Exit codes and errors")
+EXIT_CODES = {"completed": 0, "diverged": 1, "failed": 2, "interrupted": 130}
+_exit_code = 0
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def _train_task(cfg: DictConfig) -> Optional[float]:
+    from gan_cli.train import train
+
+    global _exit_code
+    summary = train(cfg, HydraConfig.get().runtime.output_dir)
+    _exit_code = max(_exit_code, EXIT_CODES[summary["status"]])
+    return summary["objective"]
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="sample")
+def _sample_task(cfg: DictConfig) -> None:
+    from gan_cli.sample import sample
+
+    sample(cfg)
+
+
+@contextmanager
+def _one_line_user_errors(program: str) -> Iterator[None]:
+    """Report config, data and checkpoint errors as one stderr line with exit code 2.
+
+    Hydra prints every error from composition or the task itself through
+    hydra._internal.utils.run_and_report (multi-line, exit code 1); we wrap it
+    and hand it everything that is not a user error, such as a bug's traceback.
+    HYDRA_FULL_ERROR=1 keeps Hydra's full report.
+    """
+    original = hydra_utils.run_and_report
+
+    def run_and_report(func):
+        try:
+            return func()
+        except Exception as e:
+            message = user_error_message(e)
+            if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+
+                def reraise():
+                    raise e
+
+                return original(reraise)
+            print(f"{program}: error: {message}", file=sys.stderr)
+            sys.exit(2)
+
+    hydra_utils.run_and_report = run_and_report
+    try:
+        yield
+    finally:
+        hydra_utils.run_and_report = original
+
+
+def train_main() -> None:
+    with _one_line_user_errors("gan-train"):
+        _train_task()
+    sys.exit(_exit_code)
+
+
+def sample_main() -> None:
+    with _one_line_user_errors("gan-sample"):
+        _sample_task()

@@ -1,0 +1,211 @@
+"""Typed config schemas (so typos and wrong types fail at compose time) and value checks.
+
+The YAML files in conf/ extend these schemas through their defaults lists
+(`- base_mlp` etc.); Hydra merges the YAML into the dataclass, so every key a
+user can set is declared exactly once, here, with its unit and meaning.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+
+class UserError(Exception):
+    """A bad config value, data file or checkpoint: reported as one line, exit code 2."""
+
+
+# ---------------------------------------------------------------- top level
+@dataclass
+class TrainLoop:
+    steps: int = 5000  # total training steps (one step = d_steps D updates + g_steps G updates)
+    batch_size: int = 256  # real and fake samples per update
+    d_steps: int = 1  # discriminator updates per step
+    g_steps: int = 1  # generator updates per step
+    log_every: int = 100  # steps between metrics.csv rows / console lines
+    eval_every: int = 500  # steps between evaluations and plots; null = only at the end
+    ckpt_every: int = 1000  # steps between checkpoints/step_*.pt; null = only last.pt at the end
+    ema: Optional[float] = 0.999  # decay of an EMA of G's weights used to evaluate and sample; null = off
+
+
+@dataclass
+class Eval:
+    n_samples: int = 10_000  # generated and fresh real samples per evaluation
+    w1_tol: Optional[float] = None  # w1 below which a run counts as converged; null = 0.2 x mean std
+    projections: int = 256  # random directions for the sliced W1 in more than one dimension
+    hq_sigmas: float = 3.0  # "high quality": within this many std of the nearest mode
+    plots: bool = True  # write per-evaluation pictures and training.gif
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0  # seeds torch, numpy and random
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps ; auto = cuda, then mps, then cpu
+    resume: Optional[str] = None  # run folder (or .pt) to continue; null = a fresh run
+    train: TrainLoop = field(default_factory=TrainLoop)
+    eval: Eval = field(default_factory=Eval)
+    data: Any = MISSING
+    model: Any = MISSING
+    loss: Any = MISSING
+    optim: Any = MISSING
+    experiment: Any = None  # set by experiment=<name> (overrides only)
+
+
+@dataclass
+class SampleConfig:
+    ckpt: str = MISSING  # run folder or checkpoint file
+    n: int = 1000  # number of samples
+    out: str = "samples.npy"  # .npy (raw samples) or .png (a picture of them)
+    seed: int = 0
+    device: str = "auto"
+    ema: bool = True  # use G's moving average when the checkpoint has one
+
+
+# ---------------------------------------------------------------- groups
+@dataclass
+class GaussianMixtureConfig:
+    _target_: str = "gan_cli.data.gaussian.GaussianMixture"
+    means: list[Any] = MISSING  # K centres: numbers (1-D) or lists of d numbers
+    stds: Any = 1.0  # one number, one per mode, or one list of d per mode
+    weights: Optional[list[float]] = None  # mixing weights (normalised); null = equal
+
+
+@dataclass
+class NoiseConfig:
+    dist: str = "normal"  # normal | uniform | stratified (uniform, one sample per stratum)
+    dim: int = 16  # latent dimension
+    low: float = -1.0  # range of uniform / stratified noise
+    high: float = 1.0
+
+
+@dataclass
+class MLPConfig:
+    _target_: str = "gan_cli.models.MLP"
+    hidden: list[int] = field(default_factory=lambda: [64, 64])  # widths of the hidden layers
+    activation: str = "leaky_relu"  # tanh | relu | leaky_relu | softplus | elu
+    dropout: float = 0.0  # dropout probability after each hidden layer
+
+
+@dataclass
+class MLPGANConfig:
+    generator: MLPConfig = field(default_factory=MLPConfig)
+    discriminator: MLPConfig = field(default_factory=MLPConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    # multiply the generator's hidden widths by the number of modes (seed 000's "one-stop" G)
+    widths_per_mode: bool = False
+
+
+@dataclass
+class LossConfig:
+    _target_: str = MISSING
+    label_smoothing: float = 0.0  # one-sided: real target = 1 - label_smoothing (0.1 -> 0.9)
+
+
+@dataclass
+class AdamConfig:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    weight_decay: float = 0.0
+
+
+@dataclass
+class SGDConfig:
+    _target_: str = "torch.optim.SGD"
+    _partial_: bool = True
+    lr: float = 0.01
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+
+
+@dataclass
+class RMSpropConfig:
+    _target_: str = "torch.optim.RMSprop"
+    _partial_: bool = True
+    lr: float = 5e-5
+    alpha: float = 0.99
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+
+@dataclass
+class StepLRConfig:
+    """lr x gamma every step_size steps (staircase exponential decay)."""
+
+    _target_: str = "torch.optim.lr_scheduler.StepLR"
+    _partial_: bool = True
+    step_size: int = 150
+    gamma: float = 0.95
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_train", node=TrainConfig)
+    cs.store(name="base_sample", node=SampleConfig)
+    cs.store(group="data", name="base_gaussian", node=GaussianMixtureConfig)
+    cs.store(group="model", name="base_mlp", node=MLPGANConfig)
+    cs.store(group="loss", name="base_loss", node=LossConfig)
+    for name, node in [("adam", AdamConfig), ("sgd", SGDConfig), ("rmsprop", RMSpropConfig)]:
+        cs.store(group="optim/optimizer", name=name, node=node)
+    cs.store(group="optim/schedule", name="step", node=StepLRConfig)
+
+
+# ---------------------------------------------------------------- value checks
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+ACTIVATIONS = ("tanh", "relu", "leaky_relu", "softplus", "elu")
+NOISE_DISTS = ("normal", "uniform", "stratified")
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise UserError(f"{key}={value}: {allowed}")
+
+
+def _positive(key: str, value: Any, *, integer: bool = False, allow_null: bool = False) -> None:
+    if value is None and allow_null:
+        return
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    _require(ok, key, value, "must be a positive " + ("integer" if integer else "number"))
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    """Check values that types alone cannot (signs, ranges, names). Raises UserError."""
+    _require(bool(DEVICE_PATTERN.match(cfg.device)), "device", cfg.device,
+             "allowed: auto, cpu, cuda, cuda:N, mps")
+    t = cfg.train
+    for key in ("steps", "batch_size", "d_steps", "g_steps", "log_every"):
+        _positive(f"train.{key}", t[key], integer=True)
+    for key in ("eval_every", "ckpt_every"):
+        _positive(f"train.{key}", t[key], integer=True, allow_null=True)
+    if t.ema is not None:
+        _require(0.0 <= t.ema < 1.0, "train.ema", t.ema, "must be in [0, 1) or null")
+    e = cfg.eval
+    _positive("eval.n_samples", e.n_samples, integer=True)
+    _positive("eval.projections", e.projections, integer=True)
+    _positive("eval.hq_sigmas", e.hq_sigmas)
+    _positive("eval.w1_tol", e.w1_tol, allow_null=True)
+
+    for who in ("generator", "discriminator"):
+        _positive(f"optim.{who}.lr", cfg.optim[who].lr)
+    m = cfg.model
+    for who in ("generator", "discriminator"):
+        node = m[who]
+        _require(node.activation in ACTIVATIONS, f"model.{who}.activation", node.activation,
+                 "allowed: " + ", ".join(ACTIVATIONS))
+        _require(0.0 <= node.dropout < 1.0, f"model.{who}.dropout", node.dropout,
+                 "must be in [0, 1)")
+        _require(all(isinstance(w, int) and w > 0 for w in node.hidden), f"model.{who}.hidden",
+                 list(node.hidden), "must be a list of positive integers")
+    n = m.noise
+    _require(n.dist in NOISE_DISTS, "model.noise.dist", n.dist, "allowed: " + ", ".join(NOISE_DISTS))
+    _positive("model.noise.dim", n.dim, integer=True)
+    _require(n.low < n.high, "model.noise.low", n.low, f"must be below model.noise.high={n.high}")
+    _require(0.0 <= cfg.loss.label_smoothing < 0.5, "loss.label_smoothing",
+             cfg.loss.label_smoothing, "must be in [0, 0.5)")

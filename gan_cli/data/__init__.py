@@ -1,0 +1,1 @@
+"""Data sources: each has .sample(n) -> (n, ...) tensor on its device."""

@@ -1,0 +1,90 @@
+"""Gaussian mixtures of any dimension, sampled directly on the training device."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence
+
+import torch
+
+from gan_cli.config import UserError
+
+
+def _as_float_tensor(value: Any, key: str) -> torch.Tensor:
+    try:
+        t = torch.tensor(value, dtype=torch.float32)
+    except (TypeError, ValueError):
+        raise UserError(f"data.{key}={value}: expected numbers or equal-length lists of numbers")
+    if not torch.isfinite(t).all():
+        raise UserError(f"data.{key}={value}: every value must be finite")
+    return t
+
+
+class GaussianMixture:
+    """K components N(mean_k, diag(std_k^2)) with mixing weights w_k.
+
+    means: K numbers (1-D) or K lists of d numbers.
+    stds: one number, K numbers (one per mode), or K lists of d numbers.
+    weights: K non-negative numbers (normalised here); None = equal.
+    """
+
+    def __init__(self, means: Sequence[Any], stds: Any = 1.0,
+                 weights: Optional[Sequence[float]] = None, device: str | torch.device = "cpu"):
+        if len(means) == 0:
+            raise UserError("data.means=[]: give at least one mode centre")
+        mu = _as_float_tensor(list(means), "means")
+        mu = mu.unsqueeze(1) if mu.dim() == 1 else mu  # (K, d)
+        if mu.dim() != 2:
+            raise UserError(f"data.means={list(means)}: expected numbers or lists of d numbers")
+        k, d = mu.shape
+
+        sd = _as_float_tensor(stds if not hasattr(stds, "__len__") else list(stds), "stds")
+        if sd.dim() == 0:
+            sd = sd.expand(k, d)
+        elif sd.dim() == 1 and sd.shape[0] == k:
+            sd = sd.unsqueeze(1).expand(k, d)
+        elif sd.dim() != 2 or tuple(sd.shape) != (k, d):
+            raise UserError(f"data.stds: got shape {tuple(sd.shape)}, allowed: one number, "
+                            f"{k} numbers (one per mode) or {k} lists of {d}")
+        if (sd <= 0).any():
+            raise UserError(f"data.stds={stds}: every std must be > 0")
+
+        if weights is None:
+            w = torch.full((k,), 1.0 / k)
+        else:
+            w = _as_float_tensor(list(weights), "weights")
+            if w.shape != (k,):
+                raise UserError(f"data.weights: got {w.numel()} weights for {k} means; "
+                                "give one per mode or null for equal weights")
+            if (w < 0).any() or w.sum() <= 0:
+                raise UserError(f"data.weights={list(weights)}: must be >= 0 with a positive sum")
+            w = w / w.sum()
+
+        self.device = torch.device(device)
+        self.means = mu.to(self.device)  # (K, d)
+        self.stds = sd.contiguous().to(self.device)  # (K, d)
+        self.weights = w.to(self.device)  # (K,)
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def n_modes(self) -> int:
+        return self.means.shape[0]
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """(n, d) samples; no host synchronisation."""
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)  # (n,)
+        eps = torch.randn(n, self.dim, device=self.device, generator=generator)
+        return self.means[k] + self.stds[k] * eps
+
+    def density(self, x: torch.Tensor) -> torch.Tensor:
+        """Probability density at points x of shape (n, d) -> (n,)."""
+        z = (x.unsqueeze(1) - self.means) / self.stds  # (n, K, d)
+        log_norm = -0.5 * (z**2).sum(-1) - self.stds.log().sum(-1) - 0.5 * self.dim * math.log(
+            2 * math.pi)  # (n, K)
+        return (log_norm.exp() * self.weights).sum(-1)
+
+    def describe(self) -> str:
+        return f"{self.n_modes}-mode Gaussian mixture in {self.dim}-D"

@@ -1,0 +1,47 @@
+"""gan-sample: draw samples from a trained generator (a run folder or a .pt file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from gan_cli import plots
+from gan_cli.build import build_data, build_models, pick_device
+from gan_cli.checkpoint import atomic_write, load_checkpoint
+from gan_cli.config import UserError
+
+OUTPUT_KINDS = (".npy", ".png")
+
+
+def sample(cfg: DictConfig) -> Path:
+    """Write cfg.n samples of the checkpoint's generator to cfg.out; returns the path."""
+    out = Path(cfg.out)
+    if out.suffix not in OUTPUT_KINDS:
+        raise UserError(f"out={cfg.out}: allowed endings are {', '.join(OUTPUT_KINDS)}")
+    if cfg.n < 1:
+        raise UserError(f"n={cfg.n}: must be a positive integer")
+    device = pick_device(cfg.device)
+    state = load_checkpoint(cfg.ckpt, device)
+    run_cfg = OmegaConf.create(state["config"])
+    data = build_data(run_cfg.data, device)
+    models = build_models(run_cfg.model, data, device)
+    weights = state["generator_ema"] if cfg.ema and state.get("generator_ema") else \
+        state["generator"]
+    try:
+        models.generator.load_state_dict(weights)
+    except RuntimeError as e:
+        raise UserError(f"{cfg.ckpt}: generator weights do not match its config "
+                        f"({str(e).splitlines()[0]})")
+    torch.manual_seed(cfg.seed)
+    with torch.no_grad():
+        x = models.generator.eval()(models.noise(cfg.n))  # (n, d)
+    if out.suffix == ".npy":
+        atomic_write(out, lambda tmp: np.save(open(tmp, "wb"), x.cpu().numpy()))
+    else:
+        real = data.sample(cfg.n)
+        plots.plot_mixture(x, real, data, out, title=f"{cfg.n} samples from {cfg.ckpt}")
+    print(f"wrote {cfg.n} samples to {out}")
+    return out
