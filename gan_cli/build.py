@@ -10,12 +10,24 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.config import UserError
 from gan_cli.data.gaussian import GaussianMixture
 from gan_cli.models import NoisePrior
+
+
+def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
+    """hydra's instantiate, with a bad node reported as a UserError naming its config key."""
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, UserError):
+            raise e.__cause__ from None
+        cause = e.__cause__ if e.__cause__ is not None else e
+        raise UserError(f"{key}: cannot build {node.get('_target_')} ({cause})") from None
 
 
 def pick_device(name: str) -> torch.device:
@@ -38,7 +50,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_data(data_cfg: DictConfig, device: torch.device) -> GaussianMixture:
-    return instantiate(data_cfg, device=device, _convert_="all")
+    return instantiate(data_cfg, "data", device=device, _convert_="all")
 
 
 @dataclass
@@ -52,15 +64,15 @@ def build_models(model_cfg: DictConfig, data: GaussianMixture, device: torch.dev
     g_cfg = OmegaConf.to_container(model_cfg.generator)
     if model_cfg.widths_per_mode:
         g_cfg["hidden"] = [w * data.n_modes for w in g_cfg["hidden"]]
-    generator = instantiate(g_cfg, in_dim=model_cfg.noise.dim, out_dim=data.dim)
-    discriminator = instantiate(model_cfg.discriminator, in_dim=data.dim, out_dim=1,
-                                _convert_="all")
+    generator = instantiate(g_cfg, "model.generator", in_dim=model_cfg.noise.dim, out_dim=data.dim)
+    discriminator = instantiate(model_cfg.discriminator, "model.discriminator", in_dim=data.dim,
+                                out_dim=1, _convert_="all")
     noise = NoisePrior(**OmegaConf.to_container(model_cfg.noise), device=device)
     return Models(generator.to(device), discriminator.to(device), noise)
 
 
 def build_loss(loss_cfg: DictConfig) -> Any:
-    return instantiate(loss_cfg)
+    return instantiate(loss_cfg, "loss")
 
 
 @dataclass
@@ -71,12 +83,13 @@ class Optimizers:
 
 
 def build_optimizers(optim_cfg: DictConfig, models: Models) -> Optimizers:
-    opt_g = instantiate(optim_cfg.generator, _convert_="all")(models.generator.parameters())
-    opt_d = instantiate(optim_cfg.discriminator, _convert_="all")(
+    opt_g = instantiate(optim_cfg.generator, "optim.generator", _convert_="all")(
+        models.generator.parameters())
+    opt_d = instantiate(optim_cfg.discriminator, "optim.discriminator", _convert_="all")(
         models.discriminator.parameters())
     schedule: Optional[DictConfig] = optim_cfg.get("schedule")
     schedulers = []
     if schedule is not None:
-        make = instantiate(schedule, _convert_="all")
+        make = instantiate(schedule, "optim.schedule", _convert_="all")
         schedulers = [make(opt_g), make(opt_d)]
     return Optimizers(opt_g, opt_d, schedulers)

@@ -16,7 +16,7 @@ from hydra._internal import utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from gan_cli.config import register_configs
+from gan_cli.config import UserError, register_configs
 from gan_cli.errors import user_error_message
 
 register_configs()
@@ -30,9 +30,13 @@ _exit_code = 0
 def _train_task(cfg: DictConfig) -> Optional[float]:
     from gan_cli.train import train
 
-    global _exit_code
-    summary = train(cfg, HydraConfig.get().runtime.output_dir)
-    _exit_code = max(_exit_code, EXIT_CODES[summary["status"]])
+    try:
+        summary = train(cfg, HydraConfig.get().runtime.output_dir)
+    except UserError as e:
+        # reported here, not raised, so that one bad job in a sweep does not stop the others
+        _report("gan-train", e)
+        return None
+    _set_exit_code(EXIT_CODES[summary["status"]])
     return summary["objective"]
 
 
@@ -40,7 +44,20 @@ def _train_task(cfg: DictConfig) -> Optional[float]:
 def _sample_task(cfg: DictConfig) -> None:
     from gan_cli.sample import sample
 
-    sample(cfg)
+    try:
+        sample(cfg)
+    except UserError as e:
+        _report("gan-sample", e)
+
+
+def _set_exit_code(code: int) -> None:
+    global _exit_code
+    _exit_code = max(_exit_code, code)
+
+
+def _report(program: str, e: UserError) -> None:
+    print(f"{program}: error: {e}", file=sys.stderr)
+    _set_exit_code(EXIT_CODES["failed"])
 
 
 @contextmanager
@@ -84,3 +101,4 @@ def train_main() -> None:
 def sample_main() -> None:
     with _one_line_user_errors("gan-sample"):
         _sample_task()
+    sys.exit(_exit_code)

@@ -10,7 +10,8 @@ from omegaconf.errors import OmegaConfBaseException
 from gan_cli.config import UserError
 
 # lines of OmegaConf's error text that describe internals, not the user's mistake
-_NOISE = ("full_key:", "object_type=", "reference_type=", "Set the environment variable")
+_NOISE = ("full_key:", "object_type=", "reference_type=", "Set the environment variable",
+          "base_")  # base_* are the schemas of config groups, not options to pick
 
 
 def _chain(e: BaseException) -> list[BaseException]:
@@ -23,13 +24,12 @@ def _chain(e: BaseException) -> list[BaseException]:
 
 def _one_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines()]
+    if "Config search path:" in lines:  # where Hydra looked: not the user's concern
+        lines = lines[:lines.index("Config search path:")]
     lines = [ln for ln in lines if ln and not ln.startswith(_NOISE)]
-    if any(ln.startswith("Available options") for ln in lines):
-        # Hydra lists the options of a group one per line: join them into one
-        head = [ln for ln in lines if not ln.startswith("Available options")]
-        k = next(i for i, ln in enumerate(lines) if ln.startswith("Available options"))
-        return " ".join(lines[:k]) + f". {lines[k]} " + ", ".join(lines[k + 1:]) \
-            if len(head) > k else " ".join(lines)
+    for i, ln in enumerate(lines):
+        if ln.startswith("Available options"):  # Hydra lists them one per line
+            return " ".join(lines[:i]) + f". {ln} " + ", ".join(lines[i + 1:])
     return " ".join(lines)
 
 

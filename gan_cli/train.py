@@ -128,6 +128,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     converged_at: Optional[int] = None
     status, error, step = "failed", None, 0
     eval_seconds = 0.0  # time spent off the training path (evaluation, plots, checkpoints)
+    saved_step: Optional[int] = None  # step of checkpoints/last.pt
 
     def checkpoint_state() -> dict:
         return {
@@ -145,10 +146,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         }
 
     def save_last(periodic: bool) -> None:
+        nonlocal saved_step
         state = checkpoint_state()
         if periodic:
             save_checkpoint(state, run_dir / "checkpoints" / f"step_{step:07d}.pt")
         save_checkpoint(state, run_dir / "checkpoints" / "last.pt")
+        saved_step = step
 
     def evaluate() -> dict:
         nonlocal converged_at
@@ -250,7 +253,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             console.line(f"{stop.signal_name}: stopped at step {step}, checkpoint saved")
         save_last(periodic=False)
     except FloatingPointError as e:
-        status, error = "diverged", f"training diverged: {e}; the last good checkpoint is kept"
+        kept = f"checkpoints/last.pt (step {saved_step}) is the last good state" \
+            if saved_step is not None else "no checkpoint had been saved yet"
+        status, error = "diverged", f"training diverged: {e}; {kept}"
         console.line(error)
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted at once (second Ctrl-C); no checkpoint saved"
