@@ -1,0 +1,37 @@
+"""Shared helpers: compose the real config with Hydra's compose API and run the real train()."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+from gan_cli.config import register_configs
+
+register_configs()
+
+# a run small enough for a unit test: a few hundred steps of the smoke experiment on the CPU
+TINY = ["experiment=smoke", "device=cpu", "train.steps=60", "train.log_every=20",
+        "train.eval_every=30", "train.ckpt_every=30", "eval.n_samples=500"]
+
+
+def compose_train(overrides: list[str] = ()) -> DictConfig:
+    with initialize_config_module("gan_cli.conf", version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.fixture
+def run_tiny(tmp_path: Path, capsys):
+    """Run train() on the tiny config plus overrides; returns (summary, run_dir)."""
+    from gan_cli.train import train
+
+    def run(*overrides: str, run_dir: Path | None = None):
+        run_dir = run_dir or tmp_path / "run"
+        summary = train(compose_train(TINY + list(overrides)), run_dir)
+        assert json.loads((run_dir / "summary.json").read_text()) == summary
+        return summary, run_dir
+
+    return run

@@ -1,0 +1,73 @@
+"""Schemas catch typos and wrong types at compose time; value checks catch the rest before training."""
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from conftest import compose_train
+from gan_cli.build import pick_device
+from gan_cli.config import UserError, validate_train_config
+
+
+def test_defaults_compose_to_the_trimodal_run():
+    cfg = compose_train()
+    assert list(cfg.data.means) == [-4.0, 0.0, 4.0]
+    assert cfg.device == "auto" and cfg.resume is None
+    assert {"steps", "batch_size", "d_steps", "g_steps", "log_every", "eval_every",
+            "ckpt_every"} <= set(cfg.train)
+    assert cfg.optim.generator._target_ == "torch.optim.Adam"
+    assert cfg.optim.discriminator._target_ == "torch.optim.Adam"
+    validate_train_config(cfg)
+
+
+@pytest.mark.parametrize("override", ["train.stepz=5", "model.generator.widht=3", "sed=1"])
+def test_misspelt_key_fails_at_compose_time(override):
+    with pytest.raises(ConfigCompositionException, match=override.split("=")[0].split(".")[-1]):
+        compose_train([override])
+
+
+def test_wrong_type_fails_at_compose_time():
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        compose_train(["train.steps=many"])
+
+
+def test_unknown_group_option_fails():
+    with pytest.raises(ConfigCompositionException, match="nosuchdata"):
+        compose_train(["data=nosuchdata"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("optim.generator.lr=-1", "optim.generator.lr"),
+    ("optim.discriminator.lr=0", "optim.discriminator.lr"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("train.steps=-5", "train.steps"),
+    ("device=gpu", "device"),
+    ("train.ema=1.5", "train.ema"),
+    ("model.generator.activation=swish", "model.generator.activation"),
+    ("model.noise.dist=cauchy", "model.noise.dist"),
+    ("model.discriminator.hidden=[8,0]", "model.discriminator.hidden"),
+    ("loss.label_smoothing=0.7", "loss.label_smoothing"),
+    ("eval.w1_tol=-0.1", "eval.w1_tol"),
+])
+def test_bad_values_fail_before_training_naming_the_key(override, key):
+    with pytest.raises(UserError, match=f"^{key}="):
+        validate_train_config(compose_train([override]))
+
+
+def test_every_shipped_preset_composes_and_validates():
+    for group, names in {"data": ["unimodal", "bimodal", "trimodal", "ring8", "grid25"],
+                         "loss": ["minimax", "nonsaturating", "maxlik"],
+                         "optim": ["adam", "sgd", "rmsprop", "gd_exp_decay"],
+                         "model": ["mlp", "blog_onestop"]}.items():
+        for name in names:
+            validate_train_config(compose_train([f"{group}={name}"]))
+
+
+def test_devices():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="device=cuda:1: no CUDA GPU"):
+            pick_device("cuda:1")

@@ -1,0 +1,71 @@
+import math
+
+import pytest
+import torch
+
+from gan_cli.data.gaussian import GaussianMixture
+from gan_cli.evaluate import default_w1_tol, evaluate_mixture, is_converged, mode_statistics, \
+    wasserstein1
+
+
+def test_w1_of_identical_samples_is_zero_and_of_a_shift_is_the_shift():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5000, 1, generator=g)
+    assert wasserstein1(x, x.clone()) == pytest.approx(0.0, abs=1e-7)
+    assert wasserstein1(x, x + 0.7) == pytest.approx(0.7, abs=1e-5)
+    # a permutation does not change the distribution
+    assert wasserstein1(x, x[torch.randperm(5000, generator=g)]) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_w1_between_two_point_masses_is_their_distance():
+    x = torch.zeros(1000, 1)
+    y = torch.cat([torch.zeros(500, 1), torch.full((500, 1), 4.0)])
+    assert wasserstein1(x, y) == pytest.approx(2.0)  # half the mass moves 4
+
+
+def test_sliced_w1_of_a_2d_shift():
+    # the mean over directions u of |c . u| is 2|c|/pi in 2-D
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, 2, generator=g)
+    shift = torch.tensor([3.0, 4.0])  # |c| = 5
+    w1 = wasserstein1(x, x + shift, projections=4000, generator=g)
+    assert w1 == pytest.approx(2 * 5 / math.pi, rel=0.03)
+    assert wasserstein1(x, x.clone(), projections=64, generator=g) == pytest.approx(0, abs=1e-6)
+
+
+def test_mode_counting_on_hand_made_samples():
+    mix = GaussianMixture(means=[-4.0, 0.0, 4.0], stds=0.5)
+    # 60 % at mode 0, 38 % at mode 2, 2 % at mode 1 (below 10 % of its weight 1/3),
+    # plus 10 samples far from every mode (not high quality)
+    x = torch.cat([torch.full((600, 1), -4.1), torch.full((20, 1), 0.2),
+                   torch.full((380, 1), 4.0), torch.full((10, 1), 2.0)])
+    stats = mode_statistics(x, mix)
+    n = 1010
+    assert stats["n_modes"] == 3
+    assert stats["modes_covered"] == 2
+    assert stats["hq_fraction"] == pytest.approx(1000 / n)
+    assert stats["mode_mass"] == pytest.approx([600 / n, 20 / n, 380 / n])
+    # x = 2.0 is 4 std from both neighbours: the tie goes to the first (mode 1)
+    p = torch.tensor([600, 30, 380]) / n
+    assert stats["mode_kl"] == pytest.approx((p * (p * 3).log()).sum().item(), rel=1e-5)
+
+
+def test_samples_from_the_mixture_itself_score_perfectly():
+    mix = GaussianMixture(means=[[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0]], stds=0.1)
+    g = torch.Generator().manual_seed(3)
+    fake, real = mix.sample(10_000, generator=g), mix.sample(10_000, generator=g)
+    m = evaluate_mixture(fake, real, mix)
+    assert m["modes_covered"] == 3
+    assert m["hq_fraction"] > 0.98
+    assert m["mode_kl"] < 1e-3
+    assert m["w1"] < 0.04  # sampling noise: mode shares differ by ~1 % between two draws
+    assert is_converged(m, w1_tol=0.05)
+    # the same samples collapsed onto one mode are not converged
+    collapsed = evaluate_mixture(fake[:, :] * 0 + mix.means[0], real, mix)
+    assert collapsed["modes_covered"] == 1
+    assert collapsed["mode_kl"] == pytest.approx(math.log(3), rel=1e-4)
+    assert not is_converged(collapsed, w1_tol=10.0)
+
+
+def test_default_w1_tol_is_a_fifth_of_the_mean_std():
+    assert default_w1_tol(GaussianMixture(means=[0.0, 5.0], stds=[0.5, 1.5])) == pytest.approx(0.2)

@@ -1,0 +1,107 @@
+"""The real train() on tiny configs: what lands in the run folder, and what it says."""
+
+import csv
+import re
+
+import pytest
+import torch
+
+from gan_cli.checkpoint import load_checkpoint
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_folder_is_complete(run_tiny):
+    summary, run_dir = run_tiny()
+    assert summary["status"] == "completed" and summary["step"] == 60
+    assert summary["device"] == "cpu" and summary["seed"] == 0
+    assert set(summary["metrics"]) == {"w1", "hq_fraction", "modes_covered", "n_modes", "mode_kl"}
+    assert summary["metrics"]["n_modes"] == 3
+    assert summary["objective"] == summary["metrics"]["w1"]
+    assert summary["train_time_s"] <= summary["wall_time_s"]
+    assert summary["steps_per_sec"] > 0
+
+    rows = read_csv(run_dir / "metrics.csv")
+    # a row every log_every=20 steps, plus the evaluation at step 30
+    assert [int(r["step"]) for r in rows] == [20, 30, 40, 60]
+    assert list(rows[0]) == ["step", "d_loss", "g_loss", "d_real", "d_fake", "lr_g", "lr_d",
+                             "w1", "hq_fraction", "modes_covered", "mode_kl"]
+    assert rows[0]["w1"] == "" and rows[1]["w1"] != ""  # metrics only on evaluation rows
+    assert float(rows[-1]["w1"]) == pytest.approx(summary["metrics"]["w1"])
+    for r in rows:
+        assert 0 < float(r["d_real"]) < 1 and 0 < float(r["d_fake"]) < 1
+        assert float(r["lr_g"]) == pytest.approx(1e-3)
+
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert ckpts == ["last.pt", "step_0000030.pt", "step_0000060.pt"]
+    plots = sorted(p.name for p in (run_dir / "plots").iterdir())
+    assert plots == ["losses.png", "samples_0000030.png", "samples_0000060.png", "training.gif"]
+    from PIL import Image
+
+    with Image.open(run_dir / "plots" / "training.gif") as gif:
+        assert gif.n_frames == 2
+    log = (run_dir / "train.log").read_text()
+    assert "step 40/60" in log and "eval  step 60" in log and "completed:" in log
+
+
+def test_checkpoint_holds_what_resume_and_sampling_need(run_tiny):
+    _, run_dir = run_tiny()
+    state = load_checkpoint(run_dir)
+    assert state["step"] == 60
+    assert state["config"]["data"]["means"] == [-4.0, 0.0, 4.0]
+    for key in ("generator", "discriminator", "generator_ema", "opt_g", "opt_d", "eval_z",
+                "rng_cpu"):
+        assert state[key] is not None, key
+    # the periodic checkpoint at 30 holds other weights than the final one
+    early = load_checkpoint(run_dir / "checkpoints" / "step_0000030.pt")
+    name = next(iter(state["generator"]))
+    assert not torch.equal(early["generator"][name], state["generator"][name])
+
+
+def test_same_seed_same_run_other_seed_other_run(run_tiny, tmp_path):
+    _, a = run_tiny(run_dir=tmp_path / "a")
+    _, b = run_tiny(run_dir=tmp_path / "b")
+    _, c = run_tiny("seed=1", run_dir=tmp_path / "c")
+    losses = [[r["d_loss"] for r in read_csv(d / "metrics.csv")] for d in (a, b, c)]
+    assert losses[0] == losses[1]
+    assert losses[0] != losses[2]
+
+
+def test_two_dimensional_data_and_every_loss(run_tiny, tmp_path):
+    for loss in ("minimax", "nonsaturating", "maxlik"):
+        summary, run_dir = run_tiny("data=ring8", f"loss={loss}", run_dir=tmp_path / loss)
+        assert summary["status"] == "completed"
+        assert summary["metrics"]["n_modes"] == 8
+    assert (run_dir / "plots" / "samples_0000060.png").stat().st_size > 10_000
+
+
+def test_schedule_and_extra_steps(run_tiny):
+    summary, run_dir = run_tiny("optim=gd_exp_decay", "optim.schedule.step_size=10",
+                                "train.d_steps=2", "train.g_steps=2", "train.ema=null")
+    assert summary["status"] == "completed"
+    rows = read_csv(run_dir / "metrics.csv")
+    # staircase: lr 0.005 x 0.95^floor(step / 10)
+    for r in rows:
+        assert float(r["lr_g"]) == pytest.approx(0.005 * 0.95 ** (int(r["step"]) // 10))
+    assert load_checkpoint(run_dir)["generator_ema"] is None
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(run_tiny):
+    # G's maximum-likelihood cost grows like exp(logit): with SGD at lr 1 it blows up
+    # after some steps, so checkpoints were saved before
+    summary, run_dir = run_tiny("optim=sgd", "loss=maxlik", "optim.generator.lr=1",
+                                "optim.discriminator.lr=1", "train.log_every=5",
+                                "train.eval_every=5", "train.ckpt_every=5")
+    assert summary["status"] == "diverged"
+    step = summary["step"]
+    assert 5 < step < 60 and step % 5 == 0
+    assert re.search(rf"_loss is (nan|inf|-inf) at step {step};", summary["error"])
+    # nothing after the divergence was written over the last good checkpoint
+    last = load_checkpoint(run_dir)
+    assert last["step"] == step - 5
+    assert f"last.pt (step {step - 5}) is the last good state" in summary["error"]
+    assert all(torch.isfinite(w).all() for w in last["generator"].values())
+    assert not (run_dir / "checkpoints" / f"step_{step:07d}.pt").exists()
