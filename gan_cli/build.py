@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.config import UserError
 from gan_cli.data.gaussian import GaussianMixture
-from gan_cli.models import NoisePrior
+from gan_cli.models import NoisePrior, Shift
 
 
 def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
@@ -64,10 +64,19 @@ def build_models(model_cfg: DictConfig, data: GaussianMixture, device: torch.dev
     g_cfg = OmegaConf.to_container(model_cfg.generator)
     if model_cfg.widths_per_mode:
         g_cfg["hidden"] = [w * data.n_modes for w in g_cfg["hidden"]]
-    generator = instantiate(g_cfg, "model.generator", in_dim=model_cfg.noise.dim, out_dim=data.dim)
+    noise_cfg = OmegaConf.to_container(model_cfg.noise)
+    noise_cfg["dim"] = noise_cfg["dim"] or data.dim
+    generator = instantiate(g_cfg, "model.generator", in_dim=noise_cfg["dim"], out_dim=data.dim)
     discriminator = instantiate(model_cfg.discriminator, "model.discriminator", in_dim=data.dim,
                                 out_dim=1, _convert_="all")
-    noise = NoisePrior(**OmegaConf.to_container(model_cfg.noise), device=device)
+    if model_cfg.center:
+        # the networks see the data centred on 0, where their layers' initial kinks lie:
+        # without it, D is nearly linear around N(4, 0.5) and cannot tell G's too-narrow
+        # output from the real spread (w1 0.24 instead of 0.03 on data=unimodal)
+        mean = data.mean.cpu()  # (d,)
+        generator = torch.nn.Sequential(generator, Shift(mean))
+        discriminator = torch.nn.Sequential(Shift(-mean), discriminator)
+    noise = NoisePrior(**noise_cfg, device=device)
     return Models(generator.to(device), discriminator.to(device), noise)
 
 

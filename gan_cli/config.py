@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import II, MISSING, DictConfig
 
 
 class UserError(Exception):
@@ -24,7 +24,7 @@ class UserError(Exception):
 @dataclass
 class TrainLoop:
     steps: int = 5000  # total training steps (one step = d_steps D updates + g_steps G updates)
-    batch_size: int = 256  # real and fake samples per update
+    batch_size: int = 512  # real and fake samples per update
     d_steps: int = 1  # discriminator updates per step
     g_steps: int = 1  # generator updates per step
     log_every: int = 100  # steps between metrics.csv rows / console lines
@@ -78,7 +78,7 @@ class GaussianMixtureConfig:
 @dataclass
 class NoiseConfig:
     dist: str = "normal"  # normal | uniform | stratified (uniform, one sample per stratum)
-    dim: int = 16  # latent dimension
+    dim: Optional[int] = None  # latent dimension; null = the data's dimension
     low: float = -1.0  # range of uniform / stratified noise
     high: float = 1.0
 
@@ -98,6 +98,8 @@ class MLPGANConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     # multiply the generator's hidden widths by the number of modes (seed 000's "one-stop" G)
     widths_per_mode: bool = False
+    # subtract the data's mean from D's input and add it to G's output
+    center: bool = True
 
 
 @dataclass
@@ -145,6 +147,16 @@ class StepLRConfig:
     gamma: float = 0.95
 
 
+@dataclass
+class ExponentialDecayConfig:
+    """lr x final_fraction ** (step / total_steps): smooth decay, ending at final_fraction."""
+
+    _target_: str = "gan_cli.schedules.exponential_decay"
+    _partial_: bool = True
+    final_fraction: float = 0.03  # lr at the last step, as a fraction of the initial lr
+    total_steps: int = II("train.steps")
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_train", node=TrainConfig)
@@ -155,6 +167,7 @@ def register_configs() -> None:
     for name, node in [("adam", AdamConfig), ("sgd", SGDConfig), ("rmsprop", RMSpropConfig)]:
         cs.store(group="optim/optimizer", name=name, node=node)
     cs.store(group="optim/schedule", name="step", node=StepLRConfig)
+    cs.store(group="optim/schedule", name="exp", node=ExponentialDecayConfig)
 
 
 # ---------------------------------------------------------------- value checks
@@ -194,6 +207,10 @@ def validate_train_config(cfg: DictConfig) -> None:
 
     for who in ("generator", "discriminator"):
         _positive(f"optim.{who}.lr", cfg.optim[who].lr)
+    schedule = cfg.optim.get("schedule")
+    if schedule is not None and "final_fraction" in schedule:
+        _require(0.0 < schedule.final_fraction <= 1.0, "optim.schedule.final_fraction",
+                 schedule.final_fraction, "must be in (0, 1]")
     m = cfg.model
     for who in ("generator", "discriminator"):
         node = m[who]
@@ -205,7 +222,7 @@ def validate_train_config(cfg: DictConfig) -> None:
                  list(node.hidden), "must be a list of positive integers")
     n = m.noise
     _require(n.dist in NOISE_DISTS, "model.noise.dist", n.dist, "allowed: " + ", ".join(NOISE_DISTS))
-    _positive("model.noise.dim", n.dim, integer=True)
+    _positive("model.noise.dim", n.dim, integer=True, allow_null=True)
     _require(n.low < n.high, "model.noise.low", n.low, f"must be below model.noise.high={n.high}")
     _require(0.0 <= cfg.loss.label_smoothing < 0.5, "loss.label_smoothing",
              cfg.loss.label_smoothing, "must be in [0, 0.5)")

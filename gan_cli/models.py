@@ -32,6 +32,17 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
+class Shift(nn.Module):
+    """x + shift over the last dimension: a fixed offset, not trained."""
+
+    def __init__(self, shift: torch.Tensor):
+        super().__init__()
+        self.register_buffer("shift", shift.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.shift
+
+
 class NoisePrior:
     """Draws the generator's input z of shape (n, dim).
 

@@ -75,7 +75,10 @@ def plot_mixture(fake: torch.Tensor, real: torch.Tensor, mixture: GaussianMixtur
         ax.set_xlim(means[:, 0].min() - margin, means[:, 0].max() + margin)
         ax.set_ylim(means[:, 1].min() - margin, means[:, 1].max() + margin)
         ax.set_aspect("equal")
-        ax.legend(loc="upper right", fontsize=8, markerscale=4)
+        legend = ax.legend(loc="upper right", fontsize=8)
+        for handle in legend.legend_handles:  # legible legend markers, whatever the point size
+            handle.set_sizes([30])
+            handle.set_alpha(1.0)
         if mixture.dim > 2:
             title += " (first two dimensions)"
     ax.set_title(title)

@@ -157,7 +157,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         nonlocal converged_at
         with torch.no_grad():
             fake = G_eval(eval_z)  # (N, d)
-            real = data.sample(cfg.eval.n_samples, generator=eval_rng)
+            real = data.sample(cfg.eval.n_samples, generator=eval_rng, exact_weights=True)
         metrics = evaluate_mixture(fake, real, data, cfg.eval.projections, cfg.eval.hq_sigmas)
         if converged_at is None and is_converged(metrics, w1_tol):
             converged_at = step

@@ -3,8 +3,10 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +154,21 @@ def test_package_is_imported_from_an_install_not_the_checkout():
         assert here not in Path(gan_cli.__file__).resolve().parents
     conf = Path(gan_cli.__file__).parent / "conf"
     assert (conf / "train.yaml").is_file() and (conf / "data" / "trimodal.yaml").is_file()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+    proc = subprocess.Popen([script("gan-train"), *SMOKE, "train.steps=1000000", "train.log_every=10",
+                             "hydra.run.dir=run"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.csv"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):  # training has begun
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 10 <= summary["step"] < 1000000
+    from gan_cli.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "run")["step"] == summary["step"]

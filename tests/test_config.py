@@ -71,3 +71,41 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="device=cuda:1: no CUDA GPU"):
             pick_device("cuda:1")
+
+
+def test_derived_sizes_are_injected_at_build_time():
+    import torch
+
+    from gan_cli.build import build_data, build_models
+
+    cfg = compose_train(["data=ring8", "model.generator.hidden=[7]"])
+    data = build_data(cfg.data, torch.device("cpu"))
+    models = build_models(cfg.model, data, torch.device("cpu"))
+    assert models.noise.dim == 2  # noise.dim: null = the data's dimension
+    assert models.generator(models.noise(5)).shape == (5, 2)
+    assert models.discriminator(data.sample(5)).shape == (5, 1)
+    # seed 000's one-stop generator: hidden widths x number of modes
+    cfg = compose_train(["model=blog_onestop"])
+    data = build_data(cfg.data, torch.device("cpu"))
+    widths = [m.out_features for m in build_models(cfg.model, data, "cpu").generator
+              if isinstance(m, torch.nn.Linear)]
+    assert widths == [12, 12, 12, 1]
+
+
+def test_networks_see_the_data_centred_unless_turned_off():
+    import torch
+
+    from gan_cli.build import build_data, build_models
+
+    def build(*overrides):
+        cfg = compose_train(["data=unimodal", *overrides])
+        torch.manual_seed(0)  # the same initial weights for both builds
+        return build_models(cfg.model, build_data(cfg.data, torch.device("cpu")), "cpu")
+
+    centred, raw = build(), build("model.center=false")
+    z, x = torch.rand(5, 1), torch.randn(5, 1) + 4.0
+    with torch.no_grad():
+        # data=unimodal is N(4, 0.5): G's output moves by +4, D's input by -4
+        assert torch.allclose(centred.generator(z), raw.generator(z) + 4.0)
+        assert torch.allclose(centred.discriminator(x), raw.discriminator(x - 4.0))
+        assert not torch.allclose(centred.discriminator(x), raw.discriminator(x))

@@ -75,3 +75,12 @@ def test_uniform_and_normal_noise():
     assert u.mean().item() == pytest.approx(3.5, abs=0.02)
     n = NoisePrior("normal", dim=4)(100_000, generator=g)
     assert n.std().item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_exact_weights_give_each_mode_its_share_to_within_one_sample():
+    mix = GaussianMixture(means=[-4.0, 0.0, 4.0], stds=0.5, weights=[1, 2, 4])
+    x = mix.sample(1000, generator=torch.Generator().manual_seed(0), exact_weights=True)
+    counts = [((x > c - 2) & (x < c + 2)).sum().item() for c in (-4.0, 0.0, 4.0)]
+    # 1000 x (1/7, 2/7, 4/7) = 142.9, 285.7, 571.4 (a 4-std tail may cross: allow 1 more)
+    for count, expected in zip(counts, (1000 / 7, 2000 / 7, 4000 / 7)):
+        assert abs(count - expected) <= 2

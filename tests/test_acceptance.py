@@ -1,0 +1,50 @@
+"""The foundation's acceptance runs: full-length defaults, so marked slow (`pytest -m slow`).
+
+Each runs the installed `gan-train` with default settings on the CPU, as a user would.
+"""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from test_cli import script
+
+pytestmark = pytest.mark.slow
+
+
+def gan_train(tmp_path, *overrides):
+    start = time.perf_counter()
+    proc = subprocess.run([script("gan-train"), "device=cpu", "hydra.run.dir=run", *overrides],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    print(overrides, f"{wall:.1f}s", summary["metrics"], summary["converged_at_step"])
+    return summary, wall
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_trimodal_run_is_accurate_and_quick(tmp_path, seed):
+    summary, wall = gan_train(tmp_path, f"seed={seed}")
+    m = summary["metrics"]
+    assert summary["status"] == "completed"
+    assert m["modes_covered"] == m["n_modes"] == 3
+    assert m["w1"] <= 0.15
+    assert wall < 90
+
+
+@pytest.mark.parametrize("overrides", [["data=unimodal"], ["data=bimodal"], ["loss=minimax"],
+                                       ["loss=maxlik"], ["loss=nonsaturating"]])
+def test_other_data_and_losses_cover_every_mode(tmp_path, overrides):
+    summary, _ = gan_train(tmp_path, *overrides)
+    m = summary["metrics"]
+    assert summary["status"] == "completed"
+    assert m["modes_covered"] == m["n_modes"]
+
+
+def test_ring8_covers_at_least_7_of_8_modes(tmp_path):
+    summary, _ = gan_train(tmp_path, "data=ring8")
+    assert summary["metrics"]["n_modes"] == 8
+    assert summary["metrics"]["modes_covered"] >= 7
