@@ -1,17 +1,32 @@
-"""Checkpoints: written atomically, loaded without executing code from the file."""
+"""Checkpoints: written atomically, loaded without executing code from the file, resumed exactly.
+
+What resume guarantees (README, "Reliability"): a checkpoint holds everything
+the loop's future depends on — weights, optimizer and schedule states, G's EMA,
+the fixed evaluation noise, the metrics rows so far, the running loss sums of
+the current log interval and every random-number-generator state — so a run
+resumed from the checkpoint of step s repeats, on the same device and thread
+count, exactly what the uninterrupted run did after step s.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import random
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.config import UserError
+
+# the only settings a resumed run may change: the rest is the run's own config
+RESUMABLE_OVERRIDES = ("resume", "train.steps", "device")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -31,7 +46,62 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    try:
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+    except OSError as e:
+        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise UserError(f"{path}: cannot write the checkpoint ({why}); the previous "
+                        "checkpoint is intact") from None
+
+
+def prune_checkpoints(folder: Path, keep: Optional[int]) -> None:
+    """Delete all but the newest `keep` periodic step_*.pt files (None keeps all)."""
+    if keep is None:
+        return
+    for old in sorted(folder.glob("step_*.pt"))[:-keep or None]:
+        old.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- random-number generators
+def rng_states(device: torch.device) -> dict:
+    """Every generator state the loop may draw from: torch (CPU, CUDA), numpy, Python."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch_cpu": torch.get_rng_state(),
+        "torch_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+        # as tensors and plain numbers: weights_only loading accepts no numpy objects
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    # generator states are CPU byte tensors, whatever map_location moved them to
+    torch.set_rng_state(states["torch_cpu"].cpu())
+    if states["torch_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in states["torch_cuda"]])
+    n = states["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# ---------------------------------------------------------------- loading
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with weights_only=True (tensors and plain containers only, no code)."""
+    p = resolve_checkpoint(path)
+    try:
+        state = torch.load(p, map_location=device, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError,
+            OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = reason.split(". ")[0]  # torch's first sentence says what is wrong
+        raise UserError(f"{p}: not a readable gan_cli checkpoint ({reason[:200]})") from None
+    if not isinstance(state, dict) or "generator" not in state or "config" not in state:
+        raise UserError(f"{p}: not a gan_cli checkpoint (no generator weights or config)")
+    return state
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -45,14 +115,74 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load with weights_only=True (tensors and plain containers only, no code)."""
-    p = resolve_checkpoint(path)
-    try:
-        state = torch.load(p, map_location=device, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{p}: not a readable gan_cli checkpoint ({reason[:200]})")
-    if not isinstance(state, dict) or "generator" not in state or "config" not in state:
-        raise UserError(f"{p}: not a gan_cli checkpoint (no generator weights or config)")
-    return state
+def load_weights(module: torch.nn.Module, weights: dict, what: str, source: Path | str) -> None:
+    """load_state_dict, with a mismatch reported as one line naming the first bad tensor."""
+    expected = module.state_dict()
+    problems = [f"{name} is missing from the file" for name in expected if name not in weights]
+    for name, tensor in weights.items():
+        if name not in expected:
+            problems.append(f"the file has an unexpected tensor {name}")
+        elif tensor.shape != expected[name].shape:
+            problems.append(f"{name} has shape {list(tensor.shape)} in the file but "
+                            f"{list(expected[name].shape)} in the network")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(f"{source}: {what} weights do not fit the network its config builds: "
+                        f"{problems[0]}{more}")
+    module.load_state_dict(weights)
+
+
+def run_folder_of(resume: str | Path) -> Path:
+    """The run folder of `resume=`: the folder itself, or the run a .pt file belongs to."""
+    p = Path(resume).expanduser()
+    return p.parent.parent if p.suffix == ".pt" else p
+
+
+def load_for_resume(resume: str, cfg: DictConfig, overrides: Sequence[str],
+                    device: str | torch.device = "cpu",
+                    warn: Callable[[str], None] = print) -> tuple[dict, DictConfig]:
+    """The checkpoint to continue from and the run's own config (plus train.steps / device).
+
+    A run folder means its newest readable checkpoint: last.pt, else (with a
+    warning) the newest readable step_*.pt. A .pt file means exactly that file.
+    """
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key not in RESUMABLE_OVERRIDES and not key.startswith("hydra."):
+            raise UserError(f"{override}: a resumed run keeps its own config; only "
+                            f"{', '.join(k + '=' for k in RESUMABLE_OVERRIDES)} may be given")
+    p = Path(resume).expanduser()
+    if p.is_file():
+        state = load_checkpoint(p, device)
+    elif p.is_dir():
+        folder = p / "checkpoints"
+        candidates = [folder / "last.pt"] + sorted(folder.glob("step_*.pt"), reverse=True)
+        candidates = [c for c in candidates if c.is_file()]
+        if not candidates:
+            raise UserError(f"resume={resume}: not a gan_cli run folder (no checkpoints/last.pt "
+                            "or checkpoints/step_*.pt in it)")
+        state, problems = None, []
+        for candidate in candidates:
+            try:
+                state = load_checkpoint(candidate, device)
+                break
+            except UserError as e:
+                problems.append(str(e))
+        if state is None:
+            raise UserError(f"resume={resume}: no readable checkpoint; " + "; ".join(problems))
+        if problems:
+            warn(f"warning: {problems[0]}; resuming from {candidate.name} (step {state['step']})")
+    else:
+        raise UserError(f"resume={resume}: no such run folder or checkpoint file")
+
+    run_cfg = OmegaConf.create(state["config"])
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    if "train.steps" in keys:
+        run_cfg.train.steps = cfg.train.steps
+    if "device" in keys:
+        run_cfg.device = cfg.device
+    run_cfg.resume = str(resume)
+    if run_cfg.train.steps < state["step"]:
+        raise UserError(f"train.steps={run_cfg.train.steps}: the run is already at step "
+                        f"{state['step']}; give more steps to extend it")
+    return state, run_cfg

@@ -9,17 +9,37 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, Optional
 
 import hydra
 from hydra._internal import utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.config import UserError, register_configs
 from gan_cli.errors import user_error_message
 
 register_configs()
+
+
+def _resume_run_dir(resume: Optional[str], fresh: str) -> str:
+    """hydra.run.dir: a resumed run continues in its own folder."""
+    if resume is None:
+        return fresh
+    from gan_cli.checkpoint import run_folder_of
+
+    if not Path(resume).expanduser().exists():
+        raise UserError(f"resume={resume}: no such run folder or checkpoint file")
+    return str(run_folder_of(resume))
+
+
+# resolvers used by conf/train.yaml's hydra node (registered before Hydra composes)
+OmegaConf.register_new_resolver("gan_run_dir", _resume_run_dir)
+# a resumed run keeps the .hydra/ record of the command that started it
+OmegaConf.register_new_resolver("gan_hydra_subdir", lambda resume: ".hydra" if resume is None
+                                else None)
 
 # summary.json status -> process exit code (design.md, "Exit codes and errors")
 EXIT_CODES = {"completed": 0, "diverged": 1, "failed": 2, "interrupted": 130}
@@ -28,13 +48,16 @@ _exit_code = 0
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def _train_task(cfg: DictConfig) -> Optional[float]:
-    from gan_cli.train import train
+    from gan_cli.train import record_failure, train
 
+    hydra_cfg = HydraConfig.get()
     try:
-        summary = train(cfg, HydraConfig.get().runtime.output_dir)
+        summary = train(cfg, hydra_cfg.runtime.output_dir, overrides=hydra_cfg.overrides.task)
     except UserError as e:
         # reported here, not raised, so that one bad job in a sweep does not stop the others
         _report("gan-train", e)
+        record_failure(hydra_cfg.runtime.output_dir, str(e),
+                       in_sweep=hydra_cfg.mode == RunMode.MULTIRUN)
         return None
     _set_exit_code(EXIT_CODES[summary["status"]])
     return summary["objective"]

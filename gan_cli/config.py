@@ -28,8 +28,9 @@ class TrainLoop:
     d_steps: int = 1  # discriminator updates per step
     g_steps: int = 1  # generator updates per step
     log_every: int = 100  # steps between metrics.csv rows / console lines
-    eval_every: int = 500  # steps between evaluations and plots; null = only at the end
-    ckpt_every: int = 1000  # steps between checkpoints/step_*.pt; null = only last.pt at the end
+    eval_every: Optional[int] = 500  # steps between evaluations and plots; null = only at the end
+    ckpt_every: Optional[int] = 1000  # steps between checkpoints/step_*.pt; null = last.pt at the end
+    keep_checkpoints: Optional[int] = 5  # newest periodic checkpoints kept; null = all
     ema: Optional[float] = 0.999  # decay of an EMA of G's weights used to evaluate and sample; null = off
 
 
@@ -47,6 +48,7 @@ class TrainConfig:
     seed: int = 0  # seeds torch, numpy and random
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps ; auto = cuda, then mps, then cpu
     resume: Optional[str] = None  # run folder (or .pt) to continue; null = a fresh run
+    deterministic: bool = False  # deterministic kernels only (matters on CUDA; slower there)
     train: TrainLoop = field(default_factory=TrainLoop)
     eval: Eval = field(default_factory=Eval)
     data: Any = MISSING
@@ -195,7 +197,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     t = cfg.train
     for key in ("steps", "batch_size", "d_steps", "g_steps", "log_every"):
         _positive(f"train.{key}", t[key], integer=True)
-    for key in ("eval_every", "ckpt_every"):
+    for key in ("eval_every", "ckpt_every", "keep_checkpoints"):
         _positive(f"train.{key}", t[key], integer=True, allow_null=True)
     if t.ema is not None:
         _require(0.0 <= t.ema < 1.0, "train.ema", t.ema, "must be in [0, 1) or null")

@@ -18,7 +18,8 @@ from rich.table import Table
 
 class RunConsole:
     def __init__(self, log_path: Path, total_steps: int, start_step: int = 0):
-        self.screen = Console(file=sys.stdout)
+        # soft_wrap: long lines stay whole for logs and for tools that read them
+        self.screen = Console(file=sys.stdout, soft_wrap=True)
         self._log_file = open(log_path, "a", encoding="utf-8")
         self.log = Console(file=self._log_file, color_system=None, width=100, soft_wrap=True)
         self.interactive = self.screen.is_terminal

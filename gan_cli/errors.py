@@ -39,6 +39,9 @@ def user_error_message(e: BaseException) -> Optional[str]:
     for link in chain:
         if isinstance(link, UserError):
             return str(link)
+        if isinstance(link, OSError) and link.filename is not None:
+            # e.g. an output folder that cannot be created or written
+            return f"{link.filename}: {link.strerror or link}"
     if isinstance(e, (HydraException, OmegaConfBaseException)):
         parts = [_one_line(str(e))]
         cause = e.__cause__

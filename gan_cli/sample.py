@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import plots
 from gan_cli.build import build_data, build_models, pick_device
-from gan_cli.checkpoint import atomic_write, load_checkpoint
+from gan_cli.checkpoint import atomic_write, load_checkpoint, load_weights
 from gan_cli.config import UserError
 
 OUTPUT_KINDS = (".npy", ".png")
@@ -30,11 +30,7 @@ def sample(cfg: DictConfig) -> Path:
     models = build_models(run_cfg.model, data, device)
     weights = state["generator_ema"] if cfg.ema and state.get("generator_ema") else \
         state["generator"]
-    try:
-        models.generator.load_state_dict(weights)
-    except RuntimeError as e:
-        raise UserError(f"{cfg.ckpt}: generator weights do not match its config "
-                        f"({str(e).splitlines()[0]})")
+    load_weights(models.generator, weights, "generator", cfg.ckpt)
     torch.manual_seed(cfg.seed)
     with torch.no_grad():
         x = models.generator.eval()(models.noise(cfg.n))  # (n, d)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
 import math
 import random
+import shutil
 import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import plots
 from gan_cli.build import build_data, build_loss, build_models, build_optimizers, pick_device
-from gan_cli.checkpoint import atomic_write, save_checkpoint
+from gan_cli.checkpoint import atomic_write, load_for_resume, load_weights, prune_checkpoints, \
+    rng_states, run_folder_of, save_checkpoint, set_rng_states
 from gan_cli.config import UserError, validate_train_config
 from gan_cli.console import RunConsole
 from gan_cli.evaluate import default_w1_tol, evaluate_mixture, is_converged
@@ -86,16 +89,40 @@ def finite_or_none(x: Optional[float]) -> Optional[float]:
     return x if x is not None and math.isfinite(x) else None
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict:
+def record_failure(run_dir: str | Path, message: str, in_sweep: bool) -> None:
+    """After a UserError: a sweep job's folder keeps a summary saying why it failed; a
+    single run leaves no folder behind that holds nothing but Hydra's record."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or any(p.name != ".hydra" for p in run_dir.iterdir()):
+        return  # a run that got going wrote its own summary; a resumed run's folder is its own
+    if in_sweep:
+        write_json(run_dir / "summary.json", {"status": "failed", "step": 0, "error": message})
+    else:
+        shutil.rmtree(run_dir)
+        with contextlib.suppress(OSError):
+            run_dir.parent.rmdir()  # the day's folder, if that run was its only one
+
+
+def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> dict:
     """Train the GAN described by cfg; everything it writes goes into run_dir.
 
-    Returns the summary that is also written to run_dir/summary.json. Raises
-    UserError (before any training) for a bad config value.
+    With cfg.resume set, continue that run in its own folder with its own config
+    (`overrides` are the command line's, of which only train.steps and device may
+    change it). Returns the summary also written to run_dir/summary.json. Raises
+    UserError (before anything is written) for a bad config value or checkpoint.
     """
     start_time = time.perf_counter()
+    warnings: list[str] = []  # shown once the console is up
+    resumed: Optional[dict] = None  # the checkpoint this run continues from
+    if cfg.resume:
+        run_dir = run_folder_of(cfg.resume)
+        resumed, cfg = load_for_resume(cfg.resume, cfg, overrides, warn=warnings.append)
     run_dir = Path(run_dir)
     validate_train_config(cfg)
     device = pick_device(cfg.device)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        torch.backends.cudnn.benchmark = False
     seed_everything(cfg.seed)
 
     data = build_data(cfg.data, device)
@@ -115,20 +142,45 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     eval_rng = torch.Generator(device=device).manual_seed(cfg.seed + 1_000_003)
     eval_z = noise(cfg.eval.n_samples, generator=eval_rng)  # fixed: frames are comparable
 
+    step, rows, converged_at = 0, [], None  # rows: the metrics.csv rows so far
+    final_metrics: dict = {}  # of the latest evaluation
+    # running sums on the device, read once per log interval (no per-step host sync)
+    sums = torch.zeros(4, device=device)  # d_loss, g_loss, mean D(x), mean D(G(z))
+    interval_steps = 0
+    past_wall, past_train = 0.0, 0.0  # seconds spent in earlier sessions of a resumed run
+    if resumed is not None:
+        source = cfg.resume
+        load_weights(G, resumed["generator"], "generator", source)
+        load_weights(D, resumed["discriminator"], "discriminator", source)
+        if G_ema is not None and resumed["generator_ema"] is not None:
+            load_weights(G_ema, resumed["generator_ema"], "generator_ema", source)
+        opt_g.load_state_dict(resumed["opt_g"])
+        opt_d.load_state_dict(resumed["opt_d"])
+        for sched, sched_state in zip(optims.schedulers, resumed["schedulers"]):
+            sched.load_state_dict(sched_state)
+        eval_z = resumed["eval_z"].to(device)
+        eval_rng.set_state(resumed["rng_eval"].cpu())
+        set_rng_states(resumed["rng"])
+        step, rows, converged_at = resumed["step"], resumed["rows"], resumed["converged_at"]
+        final_metrics = resumed["final_metrics"]
+        sums, interval_steps = resumed["sums"].to(device), resumed["interval_steps"]
+        past_wall, past_train = resumed["wall_time_s"], resumed["train_time_s"]
+
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "plots").mkdir(exist_ok=True)
-    console = RunConsole(run_dir / "train.log", steps)
+    console = RunConsole(run_dir / "train.log", steps, start_step=step)
+    # metrics.csv holds exactly the checkpoint's rows, then grows: rows written after the
+    # checkpoint by a run that was then killed are dropped, not duplicated
     csv_file = open(run_dir / "metrics.csv", "w", newline="")
     metrics_csv = csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS, restval="")
     metrics_csv.writeheader()
-
-    rows: list[dict] = []
-    frames: list[Path] = []
-    final_metrics: dict = {}
-    converged_at: Optional[int] = None
-    status, error, step = "failed", None, 0
+    metrics_csv.writerows(rows)
+    csv_file.flush()
+    frames = [run_dir / "plots" / f"samples_{r['step']:07d}.png" for r in rows if "w1" in r]
+    frames = [f for f in frames if f.is_file()]
+    status, error = "failed", None
     eval_seconds = 0.0  # time spent off the training path (evaluation, plots, checkpoints)
-    saved_step: Optional[int] = None  # step of checkpoints/last.pt
+    saved_step: Optional[int] = step if resumed is not None else None  # step of last.pt
 
     def checkpoint_state() -> dict:
         return {
@@ -141,16 +193,25 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             "opt_d": opt_d.state_dict(),
             "schedulers": [s.state_dict() for s in optims.schedulers],
             "eval_z": eval_z,
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "rng": rng_states(device),
+            "rng_eval": eval_rng.get_state(),
+            "rows": rows,
+            "converged_at": converged_at,
+            "final_metrics": final_metrics,
+            "sums": sums,
+            "interval_steps": interval_steps,
+            "wall_time_s": past_wall + time.perf_counter() - start_time,
+            "train_time_s": past_train + time.perf_counter() - train_start - eval_seconds,
         }
 
-    def save_last(periodic: bool) -> None:
+    def save(periodic: bool) -> None:
         nonlocal saved_step
         state = checkpoint_state()
+        folder = run_dir / "checkpoints"
         if periodic:
-            save_checkpoint(state, run_dir / "checkpoints" / f"step_{step:07d}.pt")
-        save_checkpoint(state, run_dir / "checkpoints" / "last.pt")
+            save_checkpoint(state, folder / f"step_{step:07d}.pt")
+            prune_checkpoints(folder, t.keep_checkpoints)
+        save_checkpoint(state, folder / "last.pt")
         saved_step = step
 
     def evaluate() -> dict:
@@ -166,18 +227,20 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             frame = run_dir / "plots" / f"samples_{step:07d}.png"
             plots.plot_mixture(fake, real, data, frame, title=f"step {step}", discriminator=D)
             D.train()
-            frames.append(frame)
+            if frame not in frames:
+                frames.append(frame)
         console.line(f"eval  step {step}: w1 {metrics['w1']:.4f}  modes "
                      f"{metrics['modes_covered']}/{metrics['n_modes']}  "
                      f"hq {metrics['hq_fraction']:.3f}  mode_kl {metrics['mode_kl']:.4f}")
         return metrics
 
     console.line(f"run folder: {run_dir.resolve()}")
+    for warning in warnings:
+        console.line(warning)
+    if resumed is not None:
+        console.line(f"resumed at step {step} from {cfg.resume}")
     console.line(f"device: {device} | data: {data.describe()} | seed {cfg.seed} | {steps} steps")
-    # running sums on the device, read once per log interval (no per-step host sync)
-    sums = torch.zeros(4, device=device)  # d_loss, g_loss, mean D(x), mean D(G(z))
-    interval_start, interval_steps = time.perf_counter(), 0
-    train_start = time.perf_counter()
+    interval_start = train_start = time.perf_counter()
     G.train()
     D.train()
     try:
@@ -218,53 +281,56 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                 interval_steps += 1
                 console.step(step)
 
-                # (4) log / evaluate / checkpoint at their intervals
+                # (4) log / evaluate / checkpoint at their intervals: the only host syncs
                 last = step == steps or stop.signal_name is not None
-                do_eval = last or (t.eval_every and step % t.eval_every == 0)
-                if step % t.log_every == 0 or do_eval:
-                    means = (sums / interval_steps).tolist()  # the one host sync per interval
-                    now = time.perf_counter()
+                do_eval = last or bool(t.eval_every and step % t.eval_every == 0)
+                do_log = do_eval or step % t.log_every == 0
+                do_ckpt = bool(t.ckpt_every and step % t.ckpt_every == 0)
+                if not (do_log or do_ckpt):
+                    continue
+                means = (sums / interval_steps).tolist()
+                if not all(math.isfinite(v) for v in means[:2]):  # never checkpoint a NaN
+                    bad = "d_loss" if not math.isfinite(means[0]) else "g_loss"
+                    raise FloatingPointError(f"{bad} is {means[0 if bad == 'd_loss' else 1]}"
+                                             f" at step {step}")
+                off_path_start = time.perf_counter()
+                if do_log:
                     row = {"step": step, "d_loss": means[0], "g_loss": means[1],
                            "d_real": means[2], "d_fake": means[3],
                            "lr_g": opt_g.param_groups[0]["lr"], "lr_d": opt_d.param_groups[0]["lr"]}
-                    if not all(math.isfinite(v) for v in means[:2]):
-                        bad = "d_loss" if not math.isfinite(means[0]) else "g_loss"
-                        raise FloatingPointError(f"{bad} is {means[0 if bad == 'd_loss' else 1]}"
-                                                 f" at step {step}")
-                    console.interval(step, steps, row, interval_steps / max(now - interval_start,
-                                                                            1e-9))
-                    off_path_start = time.perf_counter()
+                    console.interval(step, steps, row, interval_steps / max(
+                        off_path_start - interval_start, 1e-9))
                     if do_eval:
                         final_metrics = evaluate()
                         row.update({k: final_metrics[k] for k in CSV_COLUMNS if k in final_metrics})
                     rows.append(row)
                     metrics_csv.writerow(row)
                     csv_file.flush()
-                    if t.ckpt_every and step % t.ckpt_every == 0:
-                        save_last(periodic=True)
                     sums.zero_()
                     interval_steps = 0
-                    eval_seconds += time.perf_counter() - off_path_start
-                    interval_start = time.perf_counter()
+                if do_ckpt:
+                    save(periodic=True)
+                eval_seconds += time.perf_counter() - off_path_start
+                interval_start = time.perf_counter()
                 if stop.signal_name is not None:
                     break
         status = "completed" if step >= steps else "interrupted"
+        save(periodic=False)
         if status == "interrupted":
             console.line(f"{stop.signal_name}: stopped at step {step}, checkpoint saved")
-        save_last(periodic=False)
     except FloatingPointError as e:
         kept = f"checkpoints/last.pt (step {saved_step}) is the last good state" \
             if saved_step is not None else "no checkpoint had been saved yet"
         status, error = "diverged", f"training diverged: {e}; {kept}"
         console.line(error)
     except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted at once (second Ctrl-C); no checkpoint saved"
+        status, error = "interrupted", "interrupted at once (second Ctrl-C); no new checkpoint"
         console.line(error)
     except Exception as e:
         error = f"{type(e).__name__}: {e}"
         raise
     finally:
-        train_time = time.perf_counter() - train_start - eval_seconds
+        train_time = past_train + time.perf_counter() - train_start - eval_seconds
         csv_file.close()
         if rows:
             plots.plot_losses(rows, run_dir / "plots" / "losses.png")
@@ -272,7 +338,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         summary = {
             "status": status,
             "step": step,
-            "wall_time_s": round(time.perf_counter() - start_time, 3),
+            "wall_time_s": round(past_wall + time.perf_counter() - start_time, 3),
             "train_time_s": round(train_time, 3),
             "steps_per_sec": round(step / train_time, 1) if train_time > 0 else None,
             "device": str(device),
@@ -286,6 +352,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         }
         if error:
             summary["error"] = error
+        if status == "interrupted" and saved_step is not None:
+            summary["resume_command"] = f"gan-train resume={run_dir.resolve()}"
+            console.line(f"to continue: {summary['resume_command']}")
         write_json(run_dir / "summary.json", summary)
         if status == "completed":
             console.table(f"final metrics after {step} steps", {

@@ -1,6 +1,7 @@
 """The real train() on tiny configs: what lands in the run folder, and what it says."""
 
 import csv
+import json
 
 import pytest
 import torch
@@ -54,8 +55,13 @@ def test_checkpoint_holds_what_resume_and_sampling_need(run_tiny):
     assert state["step"] == 60
     assert state["config"]["data"]["means"] == [-4.0, 0.0, 4.0]
     for key in ("generator", "discriminator", "generator_ema", "opt_g", "opt_d", "eval_z",
-                "rng_cpu"):
+                "rng_eval", "sums"):
         assert state[key] is not None, key
+    assert set(state["rng"]) == {"torch_cpu", "torch_cuda", "numpy", "python"}
+    # the metrics history, to continue the curves: the same rows as metrics.csv
+    assert [r["step"] for r in state["rows"]] == [20, 30, 40, 60]
+    assert state["rows"][-1]["w1"] == state["final_metrics"]["w1"]
+    assert len(state["schedulers"]) == 2  # the default exp decay, one per player
     # the periodic checkpoint at 30 holds other weights than the final one
     early = load_checkpoint(run_dir / "checkpoints" / "step_0000030.pt")
     name = next(iter(state["generator"]))
@@ -119,3 +125,23 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(run_tiny, m
     assert all(torch.isfinite(w).all() for w in last["generator"].values())
     assert not (run_dir / "checkpoints" / "step_0000025.pt").exists()
     assert (run_dir / "checkpoints" / "step_0000020.pt").exists()
+
+
+def test_a_failed_sweep_job_keeps_a_summary_and_a_failed_single_run_no_folder(tmp_path):
+    from gan_cli.train import record_failure
+
+    for in_sweep in (True, False):
+        run_dir = tmp_path / str(in_sweep) / "job"
+        (run_dir / ".hydra").mkdir(parents=True)
+        record_failure(run_dir, "data.stds=0: every std must be > 0", in_sweep=in_sweep)
+        if in_sweep:
+            summary = json.loads((run_dir / "summary.json").read_text())
+            assert summary == {"status": "failed", "step": 0,
+                               "error": "data.stds=0: every std must be > 0"}
+        else:
+            assert not run_dir.parent.exists()
+    # a folder with a run's own files in it (a resumed run's, say) is left alone
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / "metrics.csv").write_text("step\n")
+    record_failure(tmp_path / "run", "boom", in_sweep=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "metrics.csv"]
