@@ -7,6 +7,7 @@ YAML file writes them twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -34,7 +35,7 @@ def pick_device(name: str) -> torch.device:
     """auto = CUDA, then Apple MPS, then CPU; an explicit device must exist."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -47,6 +48,17 @@ def pick_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise UserError("device=mps: Apple MPS is not available here; use device=auto or cpu")
     return torch.device(name)
+
+
+def describe_device(device: torch.device, requested: str) -> str:
+    """The device and why it was chosen, e.g. 'cuda:0 (NVIDIA A100, CUDA 12.4)'."""
+    if device.type == "cuda":
+        what = f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
+    elif device.type == "mps":
+        what = "Apple GPU"
+    else:
+        return "cpu (asked for)" if requested == "cpu" else "cpu: no CUDA or MPS GPU found"
+    return f"{device} ({what}{', picked by device=auto' if requested == 'auto' else ''})"
 
 
 def build_data(data_cfg: DictConfig, device: torch.device) -> GaussianMixture:
@@ -82,6 +94,13 @@ def build_models(model_cfg: DictConfig, data: GaussianMixture, device: torch.dev
 
 def build_loss(loss_cfg: DictConfig) -> Any:
     return instantiate(loss_cfg, "loss")
+
+
+def build_logger(logger_cfg: DictConfig, run_dir: Path, start_step: int) -> Optional[Any]:
+    """The live logger (see gan_cli/loggers.py), or None for logger=none."""
+    if logger_cfg.get("_target_") is None:
+        return None
+    return instantiate(logger_cfg, "logger", run_dir=run_dir, start_step=start_step)
 
 
 @dataclass

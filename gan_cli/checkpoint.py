@@ -27,6 +27,10 @@ from gan_cli.config import UserError
 
 # the only settings a resumed run may change: the rest is the run's own config
 RESUMABLE_OVERRIDES = ("resume", "train.steps", "device")
+# what a checkpoint must hold to be resumed exactly (see train.checkpoint_state)
+RESUME_KEYS = ("step", "config", "generator", "discriminator", "opt_g", "opt_d", "schedulers",
+               "eval_z", "rng", "rng_eval", "rows", "final_metrics", "converged_at", "sums",
+               "interval_steps", "wall_time_s", "train_time_s", "device_type")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -79,8 +83,9 @@ def rng_states(device: torch.device) -> dict:
 def set_rng_states(states: dict) -> None:
     # generator states are CPU byte tensors, whatever map_location moved them to
     torch.set_rng_state(states["torch_cpu"].cpu())
-    if states["torch_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in states["torch_cuda"]])
+    cuda = states["torch_cuda"]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
     n = states["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
                          n["has_gauss"], n["cached_gaussian"]))
@@ -134,8 +139,13 @@ def load_weights(module: torch.nn.Module, weights: dict, what: str, source: Path
 
 def run_folder_of(resume: str | Path) -> Path:
     """The run folder of `resume=`: the folder itself, or the run a .pt file belongs to."""
-    p = Path(resume).expanduser()
-    return p.parent.parent if p.suffix == ".pt" else p
+    p = Path(resume).expanduser().resolve()
+    if p.suffix != ".pt":
+        return p
+    if p.parent.name != "checkpoints":
+        raise UserError(f"resume={resume}: a checkpoint file to resume from must lie in its "
+                        "run folder's checkpoints/ (the run continues in that folder)")
+    return p.parent.parent
 
 
 def load_for_resume(resume: str, cfg: DictConfig, overrides: Sequence[str],
@@ -175,6 +185,10 @@ def load_for_resume(resume: str, cfg: DictConfig, overrides: Sequence[str],
     else:
         raise UserError(f"resume={resume}: no such run folder or checkpoint file")
 
+    missing = [key for key in RESUME_KEYS if key not in state]
+    if missing:
+        raise UserError(f"resume={resume}: the checkpoint lacks {', '.join(missing)} (written by "
+                        "an older gan_cli?); gan-sample can still use it, resume cannot")
     run_cfg = OmegaConf.create(state["config"])
     keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     if "train.steps" in keys:

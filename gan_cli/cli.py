@@ -56,8 +56,9 @@ def _train_task(cfg: DictConfig) -> Optional[float]:
     except UserError as e:
         # reported here, not raised, so that one bad job in a sweep does not stop the others
         _report("gan-train", e)
-        record_failure(hydra_cfg.runtime.output_dir, str(e),
-                       in_sweep=hydra_cfg.mode == RunMode.MULTIRUN)
+        if not cfg.resume:  # a resumed run's folder is never touched
+            record_failure(hydra_cfg.runtime.output_dir, str(e),
+                           in_sweep=hydra_cfg.mode == RunMode.MULTIRUN)
         return None
     _set_exit_code(EXIT_CODES[summary["status"]])
     return summary["objective"]

@@ -55,7 +55,9 @@ class TrainConfig:
     model: Any = MISSING
     loss: Any = MISSING
     optim: Any = MISSING
+    logger: Any = MISSING  # live view beside the CSV/JSON files: none | tensorboard
     experiment: Any = None  # set by experiment=<name> (overrides only)
+    print_config: bool = True  # show the composed config as a tree before training
 
 
 @dataclass
@@ -102,6 +104,12 @@ class MLPGANConfig:
     widths_per_mode: bool = False
     # subtract the data's mean from D's input and add it to G's output
     center: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    _target_: Optional[str] = None  # the logger class; null = none (CSV/JSON/plots only)
+    subdir: str = "tb"  # its folder inside the run folder
 
 
 @dataclass
@@ -166,6 +174,7 @@ def register_configs() -> None:
     cs.store(group="data", name="base_gaussian", node=GaussianMixtureConfig)
     cs.store(group="model", name="base_mlp", node=MLPGANConfig)
     cs.store(group="loss", name="base_loss", node=LossConfig)
+    cs.store(group="logger", name="base_logger", node=LoggerConfig)
     for name, node in [("adam", AdamConfig), ("sgd", SGDConfig), ("rmsprop", RMSpropConfig)]:
         cs.store(group="optim/optimizer", name=name, node=node)
     cs.store(group="optim/schedule", name="step", node=StepLRConfig)

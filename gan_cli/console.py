@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
     TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
 
 
 class RunConsole:
@@ -55,6 +57,29 @@ class RunConsole:
             self._progress.update(self._task, completed=step, losses=losses, speed=speed)
         else:
             self.screen.print(text, highlight=False, markup=False)
+
+    def config_tree(self, config: dict) -> None:
+        """The composed config as a compact tree: a node's plain values on its own line."""
+
+        def label(key: str, node: dict) -> Text:
+            text = Text(key, style="bold")
+            target = node.get("_target_")
+            if target:  # the class, by its short name
+                text.append(f"  {target.rsplit('.', 1)[-1]}", style="cyan")
+            for k, v in node.items():
+                if not isinstance(v, dict) and not k.startswith("_"):
+                    text.append(f"  {k}={v}")
+            return text
+
+        def add(branch: Tree, node: dict) -> None:
+            for key, value in node.items():
+                if isinstance(value, dict):
+                    add(branch.add(label(key, value)), value)
+
+        tree = Tree(label("config", config), guide_style="dim")
+        add(tree, config)
+        self.screen.print(tree, soft_wrap=False)  # long lines wrap inside the tree
+        self.log.print(tree, soft_wrap=False)
 
     def table(self, title: str, rows: dict) -> None:
         table = Table(title=title, show_header=True, header_style="bold")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Optional
 
 from hydra.errors import HydraException
@@ -42,6 +43,8 @@ def user_error_message(e: BaseException) -> Optional[str]:
         if isinstance(link, OSError) and link.filename is not None:
             # e.g. an output folder that cannot be created or written
             return f"{link.filename}: {link.strerror or link}"
+        if isinstance(link, OSError) and link.errno == errno.ENOSPC:
+            return f"no space left on the device ({link})"
     if isinstance(e, (HydraException, OmegaConfBaseException)):
         parts = [_one_line(str(e))]
         cause = e.__cause__

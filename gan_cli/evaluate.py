@@ -55,9 +55,14 @@ def mode_statistics(x: torch.Tensor, mixture: GaussianMixture, hq_sigmas: float 
 
 
 def evaluate_mixture(fake: torch.Tensor, real: torch.Tensor, mixture: GaussianMixture,
-                     projections: int = 256, hq_sigmas: float = 3.0) -> dict:
-    """All mixture metrics of generated samples `fake` against fresh real samples."""
-    metrics = {"w1": wasserstein1(fake, real, projections)}
+                     projections: int = 256, hq_sigmas: float = 3.0,
+                     generator: Optional[torch.Generator] = None) -> dict:
+    """All mixture metrics of generated samples `fake` against fresh real samples.
+
+    generator: for the sliced W1's random directions (so evaluation need not touch
+    the training random stream).
+    """
+    metrics = {"w1": wasserstein1(fake, real, projections, generator=generator)}
     metrics.update(mode_statistics(fake, mixture, hq_sigmas))
     return metrics
 

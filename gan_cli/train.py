@@ -20,12 +20,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import plots
-from gan_cli.build import build_data, build_loss, build_models, build_optimizers, pick_device
+from gan_cli.build import build_data, build_logger, build_loss, build_models, build_optimizers, \
+    describe_device, pick_device
 from gan_cli.checkpoint import atomic_write, load_for_resume, load_weights, prune_checkpoints, \
     rng_states, run_folder_of, save_checkpoint, set_rng_states
 from gan_cli.config import UserError, validate_train_config
 from gan_cli.console import RunConsole
 from gan_cli.evaluate import default_w1_tol, evaluate_mixture, is_converged
+from gan_cli.loggers import flat_hparams
+from gan_cli.manifest import now_iso, run_manifest
 
 CSV_COLUMNS = ["step", "d_loss", "g_loss", "d_real", "d_fake", "lr_g", "lr_d",
                "w1", "hq_fraction", "modes_covered", "mode_kl"]
@@ -93,7 +96,7 @@ def record_failure(run_dir: str | Path, message: str, in_sweep: bool) -> None:
     """After a UserError: a sweep job's folder keeps a summary saying why it failed; a
     single run leaves no folder behind that holds nothing but Hydra's record."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir() or any(p.name != ".hydra" for p in run_dir.iterdir()):
+    if not (run_dir / ".hydra").is_dir() or any(p.name != ".hydra" for p in run_dir.iterdir()):
         return  # a run that got going wrote its own summary; a resumed run's folder is its own
     if in_sweep:
         write_json(run_dir / "summary.json", {"status": "failed", "step": 0, "error": message})
@@ -120,6 +123,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     run_dir = Path(run_dir)
     validate_train_config(cfg)
     device = pick_device(cfg.device)
+    device_description = describe_device(device, cfg.device)
+    started_at = now_iso()
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=False)
         torch.backends.cudnn.benchmark = False
@@ -159,13 +164,18 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         for sched, sched_state in zip(optims.schedulers, resumed["schedulers"]):
             sched.load_state_dict(sched_state)
         eval_z = resumed["eval_z"].to(device)
-        eval_rng.set_state(resumed["rng_eval"].cpu())
-        set_rng_states(resumed["rng"])
+        if resumed["device_type"] == device.type:
+            eval_rng.set_state(resumed["rng_eval"].cpu())
+            set_rng_states(resumed["rng"])
+        else:  # another kind of device draws other random numbers anyway
+            warnings.append(f"warning: resuming a {resumed['device_type']} run on {device}: it "
+                            "continues, but not bit-identically to an uninterrupted run")
         step, rows, converged_at = resumed["step"], resumed["rows"], resumed["converged_at"]
         final_metrics = resumed["final_metrics"]
         sums, interval_steps = resumed["sums"].to(device), resumed["interval_steps"]
         past_wall, past_train = resumed["wall_time_s"], resumed["train_time_s"]
 
+    logger = build_logger(cfg.logger, run_dir, start_step=step)  # None for logger=none
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "plots").mkdir(exist_ok=True)
     console = RunConsole(run_dir / "train.log", steps, start_step=step)
@@ -195,6 +205,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             "eval_z": eval_z,
             "rng": rng_states(device),
             "rng_eval": eval_rng.get_state(),
+            "device_type": device.type,
             "rows": rows,
             "converged_at": converged_at,
             "final_metrics": final_metrics,
@@ -214,12 +225,24 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         save_checkpoint(state, folder / "last.pt")
         saved_step = step
 
+    def interval_means() -> list[float]:
+        """Mean d_loss, g_loss, D(x), D(G(z)) of this interval: a host sync, and the
+        divergence check (FloatingPointError on a non-finite loss)."""
+        means = (sums / interval_steps).tolist()
+        for name, value in zip(("d_loss", "g_loss"), means):
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{name} is {value} at step {step}")
+        return means
+
     def evaluate() -> dict:
         nonlocal converged_at
+        G_eval.eval()  # no dropout: evaluation must not draw from the training stream
         with torch.no_grad():
             fake = G_eval(eval_z)  # (N, d)
             real = data.sample(cfg.eval.n_samples, generator=eval_rng, exact_weights=True)
-        metrics = evaluate_mixture(fake, real, data, cfg.eval.projections, cfg.eval.hq_sigmas)
+        G.train()
+        metrics = evaluate_mixture(fake, real, data, cfg.eval.projections, cfg.eval.hq_sigmas,
+                                   generator=eval_rng)
         if converged_at is None and is_converged(metrics, w1_tol):
             converged_at = step
         if cfg.eval.plots:
@@ -229,6 +252,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             D.train()
             if frame not in frames:
                 frames.append(frame)
+            if logger is not None:
+                logger.picture("samples", frame, fake, step)
         console.line(f"eval  step {step}: w1 {metrics['w1']:.4f}  modes "
                      f"{metrics['modes_covered']}/{metrics['n_modes']}  "
                      f"hq {metrics['hq_fraction']:.3f}  mode_kl {metrics['mode_kl']:.4f}")
@@ -239,7 +264,10 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         console.line(warning)
     if resumed is not None:
         console.line(f"resumed at step {step} from {cfg.resume}")
-    console.line(f"device: {device} | data: {data.describe()} | seed {cfg.seed} | {steps} steps")
+    console.line(f"device: {device_description}")
+    if cfg.print_config:
+        console.config_tree(OmegaConf.to_container(cfg, resolve=True))
+    console.line(f"data: {data.describe()} | seed {cfg.seed} | {steps} steps")
     interval_start = train_start = time.perf_counter()
     G.train()
     D.train()
@@ -281,18 +309,18 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                 interval_steps += 1
                 console.step(step)
 
-                # (4) log / evaluate / checkpoint at their intervals: the only host syncs
-                last = step == steps or stop.signal_name is not None
+                # (4) log / evaluate / checkpoint at their intervals: the only host syncs.
+                # A stop request only breaks out: the checkpoint below then holds this
+                # interval's sums as they are, so a resumed run repeats the rest exactly.
+                if stop.signal_name is not None and step < steps:
+                    break
+                last = step == steps
                 do_eval = last or bool(t.eval_every and step % t.eval_every == 0)
                 do_log = do_eval or step % t.log_every == 0
                 do_ckpt = bool(t.ckpt_every and step % t.ckpt_every == 0)
                 if not (do_log or do_ckpt):
                     continue
-                means = (sums / interval_steps).tolist()
-                if not all(math.isfinite(v) for v in means[:2]):  # never checkpoint a NaN
-                    bad = "d_loss" if not math.isfinite(means[0]) else "g_loss"
-                    raise FloatingPointError(f"{bad} is {means[0 if bad == 'd_loss' else 1]}"
-                                             f" at step {step}")
+                means = interval_means()
                 off_path_start = time.perf_counter()
                 if do_log:
                     row = {"step": step, "d_loss": means[0], "g_loss": means[1],
@@ -305,6 +333,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                         row.update({k: final_metrics[k] for k in CSV_COLUMNS if k in final_metrics})
                     rows.append(row)
                     metrics_csv.writerow(row)
+                    if logger is not None:
+                        logger.scalars(row)
                     csv_file.flush()
                     sums.zero_()
                     interval_steps = 0
@@ -312,10 +342,10 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                     save(periodic=True)
                 eval_seconds += time.perf_counter() - off_path_start
                 interval_start = time.perf_counter()
-                if stop.signal_name is not None:
-                    break
+            if interval_steps:
+                interval_means()  # never save a NaN
+            save(periodic=False)
         status = "completed" if step >= steps else "interrupted"
-        save(periodic=False)
         if status == "interrupted":
             console.line(f"{stop.signal_name}: stopped at step {step}, checkpoint saved")
     except FloatingPointError as e:
@@ -332,9 +362,6 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     finally:
         train_time = past_train + time.perf_counter() - train_start - eval_seconds
         csv_file.close()
-        if rows:
-            plots.plot_losses(rows, run_dir / "plots" / "losses.png")
-            plots.write_gif(frames, run_dir / "plots" / "training.gif")
         summary = {
             "status": status,
             "step": step,
@@ -355,7 +382,18 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         if status == "interrupted" and saved_step is not None:
             summary["resume_command"] = f"gan-train resume={run_dir.resolve()}"
             console.line(f"to continue: {summary['resume_command']}")
+        summary["manifest"] = {**run_manifest(device, device_description, started_at),
+                               "ended_at": now_iso()}
         write_json(run_dir / "summary.json", summary)
+        try:  # pictures last: a full disk here must not cost the summary or the real error
+            if rows:
+                plots.plot_losses(rows, run_dir / "plots" / "losses.png")
+                plots.write_gif(frames, run_dir / "plots" / "training.gif")
+            if logger is not None:
+                logger.finish(flat_hparams(OmegaConf.to_container(cfg, resolve=True)),
+                              {k: v for k, v in summary["metrics"].items() if v is not None})
+        except OSError as e:
+            console.line(f"warning: could not write the final plots or logs ({e})")
         if status == "completed":
             console.table(f"final metrics after {step} steps", {
                 **summary["metrics"], "converged_at_step": converged_at,

@@ -27,7 +27,12 @@ def earlier_run(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr
     last = cwd / "run" / "checkpoints" / "last.pt"
     (cwd / "truncated.pt").write_bytes(last.read_bytes()[:2000])
+    (cwd / "broken" / "checkpoints").mkdir(parents=True)
+    (cwd / "broken" / "checkpoints" / "last.pt").write_bytes(last.read_bytes()[:2000])
     state = torch.load(last, weights_only=True)
+    (cwd / "old" / "checkpoints").mkdir(parents=True)
+    torch.save({k: v for k, v in state.items() if k not in ("rng", "rows")},
+               cwd / "old" / "checkpoints" / "last.pt")  # as an older gan_cli wrote them
     state["config"]["model"]["generator"]["hidden"] = [7]  # the weights are for [16]
     (cwd / "other_arch" / "checkpoints").mkdir(parents=True)
     torch.save(state, cwd / "other_arch" / "checkpoints" / "last.pt")
@@ -50,7 +55,9 @@ CASES = [
     (["data.weights=[1,2]"], "data.weights"),                       # means/weights lengths differ
     (["data.stds=-1"], "data.stds"),                                # negative std
     (["device=tpu"], "device=tpu"),                                 # unknown device
-    (["resume=truncated.pt"], "truncated.pt: not a readable gan_cli checkpoint"),
+    (["resume=broken/checkpoints/last.pt"], "last.pt: not a readable gan_cli checkpoint"),
+    (["resume=truncated.pt"], "must lie in its run folder's checkpoints/"),
+    (["resume=old"], "the checkpoint lacks rng, rows"),
     (["resume=other_arch"], "generator weights do not fit"),         # another architecture
     (["resume=not_a_run"], "resume=not_a_run: not a gan_cli run folder"),
     (["resume=no_such_folder"], "resume=no_such_folder: no such run folder"),
@@ -84,5 +91,6 @@ def test_every_bad_input_is_one_clear_line_with_exit_2_and_nothing_changed(earli
         assert must_say in proc.stderr, (where, proc.stderr)
         assert "Traceback" not in proc.stderr + proc.stdout, where
     assert fingerprint(earlier_run) == before
+    assert (earlier_run / "not_a_run").is_dir()  # a folder named by resume= is never removed
     # and no run folder holding nothing but Hydra's record was left behind
     assert list(earlier_run.glob("outputs/*/*")) == []
