@@ -33,7 +33,7 @@ def earlier_run(tmp_path_factory):
     (cwd / "old" / "checkpoints").mkdir(parents=True)
     torch.save({k: v for k, v in state.items() if k not in ("rng", "rows")},
                cwd / "old" / "checkpoints" / "last.pt")  # as an older gan_cli wrote them
-    state["config"]["model"]["generator"]["hidden"] = [7]  # the weights are for [16]
+    state["config"]["model"]["generator"]["hidden"] = [7]  # the weights are for [128, 128]
     (cwd / "other_arch" / "checkpoints").mkdir(parents=True)
     torch.save(state, cwd / "other_arch" / "checkpoints" / "last.pt")
     (cwd / "not_a_run").mkdir()
