@@ -172,3 +172,21 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     from gan_cli.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "run")["step"] == summary["step"]
+
+
+def test_a_failing_job_does_not_sink_a_sweep(tmp_path):
+    proc = run(["gan-train", "-m", *SMOKE, "train.steps=2", "eval.plots=false",
+                "print_config=false", "seed=0,1", "data.stds=0.5,0"], tmp_path)
+    assert proc.returncode == 2  # some job failed
+    assert "#3 : " in proc.stdout  # Hydra announced every job
+    jobs = sorted((tmp_path / "outputs" / "multirun").glob("*/*/[0-9]*"))
+    statuses = {}
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        overrides = (job / ".hydra" / "overrides.yaml").read_text().splitlines()
+        stds = next(o.split("=")[1] for o in overrides if "data.stds=" in o)
+        statuses[job.name] = (stds, summary["status"])
+        if summary["status"] == "failed":
+            assert summary["error"] == "data.stds=0: every std must be > 0"
+    assert sorted(statuses.values()) == [("0", "failed"), ("0", "failed"),
+                                         ("0.5", "completed"), ("0.5", "completed")]

@@ -145,3 +145,11 @@ def test_a_failed_sweep_job_keeps_a_summary_and_a_failed_single_run_no_folder(tm
     (tmp_path / "run" / "metrics.csv").write_text("step\n")
     record_failure(tmp_path / "run", "boom", in_sweep=False)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "metrics.csv"]
+
+
+def test_null_intervals_mean_only_at_the_end(run_tiny):
+    summary, run_dir = run_tiny("train.eval_every=null", "train.ckpt_every=null")
+    assert summary["status"] == "completed"
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt"]
+    rows = read_csv(run_dir / "metrics.csv")
+    assert [r["step"] for r in rows if r["w1"]] == ["60"]  # one evaluation, at the end
