@@ -37,9 +37,14 @@ def _resume_run_dir(resume: Optional[str], fresh: str) -> str:
 
 # resolvers used by conf/train.yaml's hydra node (registered before Hydra composes)
 OmegaConf.register_new_resolver("gan_run_dir", _resume_run_dir)
-# a resumed run keeps the .hydra/ record of the command that started it
-OmegaConf.register_new_resolver("gan_hydra_subdir", lambda resume: ".hydra" if resume is None
-                                else None)
+def _hydra_subdir(resume: Optional[str], output_dir: str) -> Optional[str]:
+    """hydra.output_subdir: a folder that already holds a run (resumed, or a requeued
+    cluster job's) keeps the .hydra/ record of the command that started it."""
+    holds_a_run = (Path(output_dir) / "checkpoints" / "last.pt").is_file()
+    return None if resume is not None or holds_a_run else ".hydra"
+
+
+OmegaConf.register_new_resolver("gan_hydra_subdir", _hydra_subdir)
 
 # summary.json status -> process exit code (design.md, "Exit codes and errors")
 EXIT_CODES = {"completed": 0, "diverged": 1, "failed": 2, "interrupted": 130}

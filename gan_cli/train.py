@@ -22,8 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli import plots
 from gan_cli.build import build_data, build_logger, build_loss, build_models, build_optimizers, \
     describe_device, pick_device
-from gan_cli.checkpoint import atomic_write, load_for_resume, load_weights, prune_checkpoints, \
-    rng_states, run_folder_of, save_checkpoint, set_rng_states
+from gan_cli.checkpoint import atomic_write, load_checkpoint, load_for_resume, load_weights, \
+    prune_checkpoints, rng_states, run_folder_of, save_checkpoint, set_rng_states
 from gan_cli.config import UserError, validate_train_config
 from gan_cli.console import RunConsole
 from gan_cli.evaluate import default_w1_tol, evaluate_mixture, is_converged
@@ -106,6 +106,12 @@ def record_failure(run_dir: str | Path, message: str, in_sweep: bool) -> None:
             run_dir.parent.rmdir()  # the day's folder, if that run was its only one
 
 
+def same_run(cfg: DictConfig, saved_config: dict) -> bool:
+    """Whether cfg is the config a checkpoint was written with (resume= aside)."""
+    ours = OmegaConf.to_container(cfg, resolve=True)
+    return {**ours, "resume": None} == {**saved_config, "resume": None}
+
+
 def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> dict:
     """Train the GAN described by cfg; everything it writes goes into run_dir.
 
@@ -117,6 +123,14 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     start_time = time.perf_counter()
     warnings: list[str] = []  # shown once the console is up
     resumed: Optional[dict] = None  # the checkpoint this run continues from
+    if not cfg.resume and (Path(run_dir) / "checkpoints" / "last.pt").is_file():
+        # the folder already holds a run (a requeued cluster job, a reused hydra.run.dir):
+        # the same config continues it, another is refused, and nothing is overwritten
+        if not same_run(cfg, load_checkpoint(run_dir)["config"]):
+            raise UserError(f"{run_dir} already holds a run with another config; choose a new "
+                            f"folder, or resume={run_dir} to continue that one")
+        cfg.resume, overrides = str(run_dir), ()
+        warnings.append(f"{run_dir} already holds this run: continuing it")
     if cfg.resume:
         run_dir = run_folder_of(cfg.resume)
         resumed, cfg = load_for_resume(cfg.resume, cfg, overrides, warn=warnings.append)

@@ -163,3 +163,24 @@ def test_full_disk_keeps_the_previous_checkpoint(run_tiny, tmp_path, monkeypatch
     assert sorted(p.name for p in ckpts.iterdir()) == ["last.pt", "step_0000030.pt"]  # no .tmp
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and "disk is full" in summary["error"]
+
+
+def test_a_folder_that_holds_a_run_is_continued_or_refused_never_overwritten(tmp_path):
+    # a requeued cluster job, or a reused hydra.run.dir, lands in a folder holding a run
+    command = ["gan-train", *SHORT, "train.steps=100", "hydra.run.dir=run"]
+    assert run(command, tmp_path).returncode == 0
+    record = (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    last.write_bytes((tmp_path / "run" / "checkpoints" / "step_0000050.pt").read_bytes())
+    proc = run(command, tmp_path)  # the same config: continues from step 50, as if requeued
+    assert proc.returncode == 0, proc.stderr
+    assert "already holds this run: continuing it" in proc.stdout
+    assert "resumed at step 50" in proc.stdout
+    assert load_checkpoint(tmp_path / "run")["step"] == 100
+    before = (tmp_path / "run" / "metrics.csv").read_text()
+
+    proc = run([*command[:-1], "data=bimodal", "hydra.run.dir=run"], tmp_path)  # another config
+    assert proc.returncode == 2
+    assert "already holds a run with another config" in proc.stderr
+    assert (tmp_path / "run" / "metrics.csv").read_text() == before
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").read_text() == record
