@@ -13,8 +13,8 @@ from gan_cli.checkpoint import load_checkpoint
 from gan_cli.config import UserError
 from test_cli import SMOKE, run, script
 
-# 300 steps, a checkpoint every 50, rows every 10 (plots off: only speed differs)
-SHORT = [*SMOKE, "train.steps=300", "train.log_every=10", "train.eval_every=100",
+# 600 steps, a checkpoint every 50, rows every 10 (plots off: only speed differs)
+SHORT = [*SMOKE, "train.steps=600", "train.log_every=10", "train.eval_every=100",
          "train.ckpt_every=50", "eval.plots=false", "eval.n_samples=1000"]
 
 
@@ -50,19 +50,19 @@ def test_sigkill_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path
     killed = start(tmp_path, folder="killed")
     # kill it some time after its second checkpoint, mid-interval
     wait_for(tmp_path / "killed" / "checkpoints" / "step_0000100.pt", killed)
-    time.sleep(0.3)
+    time.sleep(0.2)
     killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    assert killed.wait() == -signal.SIGKILL  # killed mid-run, not after finishing
     assert whole.wait(timeout=300) == 0
     resumed_from = load_checkpoint(tmp_path / "killed")["step"]
-    assert 100 <= resumed_from < 300
+    assert 100 <= resumed_from < 600
 
     proc = run(["gan-train", "resume=killed"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert f"resumed at step {resumed_from}" in proc.stdout
 
     a, b = (load_checkpoint(tmp_path / d) for d in ("whole", "killed"))
-    assert a["step"] == b["step"] == 300
+    assert a["step"] == b["step"] == 600
     for key in ("generator", "discriminator", "generator_ema", "opt_g", "opt_d", "schedulers",
                 "eval_z", "rng", "rng_eval", "sums"):
         assert_same_tensors(a[key], b[key], key)
@@ -85,7 +85,7 @@ def test_sigterm_saves_and_resume_continues_exactly(tmp_path):
     assert proc.wait(timeout=120) == 130
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     stopped = summary["step"]
-    assert summary["status"] == "interrupted" and 50 <= stopped < 300
+    assert summary["status"] == "interrupted" and 50 <= stopped < 600
     assert summary["resume_command"] == f"gan-train resume={(tmp_path / 'run').resolve()}"
     assert load_checkpoint(tmp_path / "run")["step"] == stopped
     assert "SIGTERM: stopped at step" in (tmp_path / "run" / "train.log").read_text()
