@@ -153,3 +153,13 @@ def test_null_intervals_mean_only_at_the_end(run_tiny):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt"]
     rows = read_csv(run_dir / "metrics.csv")
     assert [r["step"] for r in rows if r["w1"]] == ["60"]  # one evaluation, at the end
+
+
+def test_deterministic_asks_torch_for_deterministic_kernels(run_tiny):
+    assert not torch.are_deterministic_algorithms_enabled()
+    try:
+        summary, _ = run_tiny("deterministic=true")
+        assert summary["status"] == "completed"
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
