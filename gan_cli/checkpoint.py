@@ -156,8 +156,8 @@ def load_for_resume(resume: str, cfg: DictConfig, overrides: Sequence[str],
     A run folder means its newest readable checkpoint: last.pt, else (with a
     warning) the newest readable step_*.pt. A .pt file means exactly that file.
     """
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
+    keys = {override.split("=", 1)[0].lstrip("+~"): override for override in overrides}
+    for key, override in keys.items():
         if key not in RESUMABLE_OVERRIDES and not key.startswith("hydra."):
             raise UserError(f"{override}: a resumed run keeps its own config; only "
                             f"{', '.join(k + '=' for k in RESUMABLE_OVERRIDES)} may be given")
@@ -190,7 +190,6 @@ def load_for_resume(resume: str, cfg: DictConfig, overrides: Sequence[str],
         raise UserError(f"resume={resume}: the checkpoint lacks {', '.join(missing)} (written by "
                         "an older gan_cli?); gan-sample can still use it, resume cannot")
     run_cfg = OmegaConf.create(state["config"])
-    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     if "train.steps" in keys:
         run_cfg.train.steps = cfg.train.steps
     if "device" in keys:
