@@ -288,6 +288,11 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     try:
         with catch_stop_signals() as stop:
             while step < steps:
+                # a stop request breaks out between steps, after the last one's row: the
+                # checkpoint below holds the interval's sums as they are, so a resumed run
+                # repeats the rest exactly
+                if stop.signal_name is not None:
+                    break
                 # (1) D step(s): real samples up, fresh fakes (no G gradient) down
                 for _ in range(t.d_steps):
                     real = data.sample(batch)  # (B, d)
@@ -324,10 +329,6 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                 console.step(step)
 
                 # (4) log / evaluate / checkpoint at their intervals: the only host syncs.
-                # A stop request only breaks out: the checkpoint below then holds this
-                # interval's sums as they are, so a resumed run repeats the rest exactly.
-                if stop.signal_name is not None and step < steps:
-                    break
                 last = step == steps
                 do_eval = last or bool(t.eval_every and step % t.eval_every == 0)
                 do_log = do_eval or step % t.log_every == 0
