@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -46,27 +47,54 @@ def _hydra_subdir(resume: Optional[str], output_dir: str) -> Optional[str]:
 
 OmegaConf.register_new_resolver("gan_hydra_subdir", _hydra_subdir)
 
-# summary.json status -> process exit code (design.md, "Exit codes and errors")
+# summary.json status -> process exit code (design.md, "Exit codes and errors"). In a sweep
+# a diverged job is a result like any other: only a failed job makes the sweep exit non-zero.
 EXIT_CODES = {"completed": 0, "diverged": 1, "failed": 2, "interrupted": 130}
+SWEEP_EXIT_CODES = {**EXIT_CODES, "diverged": 0}
 _exit_code = 0
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A job of a sweep run by Hydra's basic launcher (one job after another, in this
+    process) was stopped by a signal: the jobs after it must not start."""
+
+    def __init__(self, signal_name: str, sweep_dir: str):
+        super().__init__(signal_name)
+        self.signal_name, self.sweep_dir = signal_name, sweep_dir
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def _train_task(cfg: DictConfig) -> Optional[float]:
+    from gan_cli.launchers import BASIC_LAUNCHER, hand_over_to_submitit, set_torch_threads
     from gan_cli.train import record_failure, train
 
     hydra_cfg = HydraConfig.get()
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
+        set_torch_threads(cfg.get("threads"), hydra_cfg.get("launcher"))
         summary = train(cfg, hydra_cfg.runtime.output_dir, overrides=hydra_cfg.overrides.task)
-    except UserError as e:
+    except Exception as e:
+        if not isinstance(e, UserError) and not in_sweep:
+            raise  # a bug: Hydra shows the traceback
         # reported here, not raised, so that one bad job in a sweep does not stop the others
-        _report("gan-train", e)
+        if isinstance(e, UserError):
+            _report("gan-train", e)
+        else:  # a crash (a bug, out of memory, ...) in one job of a sweep: shown, recorded
+            print(f"gan-train: job {hydra_cfg.job.num} crashed:", file=sys.stderr)
+            traceback.print_exc()
+            set_exit_code(EXIT_CODES["failed"])
         if not cfg.resume:  # a resumed run's folder is never touched
-            record_failure(hydra_cfg.runtime.output_dir, str(e),
-                           in_sweep=hydra_cfg.mode == RunMode.MULTIRUN)
+            record_failure(hydra_cfg.runtime.output_dir, str(e) if isinstance(e, UserError)
+                           else f"{type(e).__name__}: {e}", in_sweep=in_sweep)
         return None
-    _set_exit_code(EXIT_CODES[summary["status"]])
-    return summary["objective"]
+    status = summary["status"]
+    set_exit_code((SWEEP_EXIT_CODES if in_sweep else EXIT_CODES)[status])
+    if status == "interrupted":
+        hand_over_to_submitit(summary.get("stop_signal"))  # requeue, if submitit's signal
+        if in_sweep and hydra_cfg.launcher.get("_target_") == BASIC_LAUNCHER:
+            raise SweepInterrupted(summary.get("stop_signal") or "a signal", hydra_cfg.sweep.dir)
+    # what a sweeper (Optuna) minimises: a diverged run ranks last; a failed job has no value
+    return float("inf") if status == "diverged" else summary["objective"]
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sample")
@@ -79,14 +107,15 @@ def _sample_task(cfg: DictConfig) -> None:
         _report("gan-sample", e)
 
 
-def _set_exit_code(code: int) -> None:
+def set_exit_code(code: int) -> None:
+    """The process exits with the highest code any job (or the sweep summary) asked for."""
     global _exit_code
     _exit_code = max(_exit_code, code)
 
 
 def _report(program: str, e: UserError) -> None:
     print(f"{program}: error: {e}", file=sys.stderr)
-    _set_exit_code(EXIT_CODES["failed"])
+    set_exit_code(EXIT_CODES["failed"])
 
 
 @contextmanager
@@ -122,8 +151,19 @@ def _one_line_user_errors(program: str) -> Iterator[None]:
 
 
 def train_main() -> None:
-    with _one_line_user_errors("gan-train"):
-        _train_task()
+    try:
+        with _one_line_user_errors("gan-train"):
+            _train_task()
+    except SweepInterrupted as e:  # Ctrl-C or SIGTERM stopped a job: summarise the jobs so far
+        from gan_cli.sweep import report_sweep
+
+        print(f"gan-train: sweep interrupted by {e.signal_name}; the jobs after it did not run",
+              file=sys.stderr)
+        report_sweep(Path(e.sweep_dir))
+        sys.exit(EXIT_CODES["interrupted"])
+    except KeyboardInterrupt:  # Ctrl-C between two jobs of a sweep
+        print("gan-train: interrupted", file=sys.stderr)
+        sys.exit(EXIT_CODES["interrupted"])
     sys.exit(_exit_code)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 from typing import Optional
 
 from hydra.errors import HydraException
@@ -13,6 +14,24 @@ from gan_cli.config import UserError
 # lines of OmegaConf's error text that describe internals, not the user's mistake
 _NOISE = ("full_key:", "object_type=", "reference_type=", "Set the environment variable",
           "base_")  # base_* are the schemas of config groups, not options to pick
+
+
+# Hydra plugins that the sweeps extra installs: the configs they provide -> the package
+PLUGINS = {"hydra/launcher/joblib": "hydra-joblib-launcher",
+           "hydra/launcher/submitit_local": "hydra-submitit-launcher",
+           "hydra/launcher/submitit_slurm": "hydra-submitit-launcher",
+           "hydra/sweeper/optuna": "hydra-optuna-sweeper"}
+_MISSING_CONFIG = re.compile(r"Could not (?:find|load) '(hydra/(?:launcher|sweeper)/\w+)'")
+
+
+def _missing_plugin(text: str) -> Optional[str]:
+    """Hydra's error for a plugin's config that is not there, as the install it needs."""
+    found = _MISSING_CONFIG.search(text)
+    if found is None or found.group(1) not in PLUGINS:
+        return None
+    group, _, option = found.group(1).rpartition("/")
+    return (f"{group}={option} comes from the Hydra plugin {PLUGINS[found.group(1)]}, which is "
+            "not installed: pip install \"gan-cli[sweeps]\"")
 
 
 def _chain(e: BaseException) -> list[BaseException]:
@@ -46,6 +65,9 @@ def user_error_message(e: BaseException) -> Optional[str]:
         if isinstance(link, OSError) and link.errno == errno.ENOSPC:
             return f"no space left on the device ({link})"
     if isinstance(e, (HydraException, OmegaConfBaseException)):
+        plugin = _missing_plugin(str(e))
+        if plugin is not None:
+            return plugin
         parts = [_one_line(str(e))]
         cause = e.__cause__
         if isinstance(cause, OmegaConfBaseException):

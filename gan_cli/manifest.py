@@ -45,6 +45,7 @@ def run_manifest(device: torch.device, device_description: str, started_at: str)
         "device": str(device),
         "device_name": device_description,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "torch_threads": torch.get_num_threads(),  # CPU threads (config key threads)
         "host": socket.gethostname(),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "started_at": started_at,

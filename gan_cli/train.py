@@ -55,7 +55,8 @@ def catch_stop_signals() -> Iterator[StopRequest]:
     stop = StopRequest()
     previous = {}
     try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGUSR2: submitit's (SLURM's) warning before a pre-emption or time-out
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
             previous[sig] = signal.signal(sig, stop)
     except ValueError:  # not the main thread (e.g. some launchers): keep the defaults
         pass
@@ -202,7 +203,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     csv_file.flush()
     frames = [run_dir / "plots" / f"samples_{r['step']:07d}.png" for r in rows if "w1" in r]
     frames = [f for f in frames if f.is_file()]
-    status, error = "failed", None
+    status, error, stop_signal = "failed", None, None
     eval_seconds = 0.0  # time spent off the training path (evaluation, plots, checkpoints)
     saved_step: Optional[int] = step if resumed is not None else None  # step of last.pt
 
@@ -362,6 +363,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             save(periodic=False)
         status = "completed" if step >= steps else "interrupted"
         if status == "interrupted":
+            stop_signal = stop.signal_name  # cli.py hands SIGUSR2 on to submitit (requeue)
             console.line(f"{stop.signal_name}: stopped at step {step}, checkpoint saved")
     except FloatingPointError as e:
         kept = f"checkpoints/last.pt (step {saved_step}) is the last good state" \
@@ -394,6 +396,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         }
         if error:
             summary["error"] = error
+        if stop_signal:
+            summary["stop_signal"] = stop_signal
         if status == "interrupted" and saved_step is not None:
             summary["resume_command"] = f"gan-train resume={run_dir.resolve()}"
             console.line(f"to continue: {summary['resume_command']}")
