@@ -59,8 +59,8 @@ def test_manifest_fields_and_types(run_tiny):
     m = summary["manifest"]
     types = {"gan_cli_version": str, "git_commit": (str, type(None)), "python": str,
              "torch": str, "hydra": str, "device": str, "device_name": str,
-             "cuda": (str, type(None)), "host": str, "command": str, "started_at": str,
-             "ended_at": str}
+             "cuda": (str, type(None)), "torch_threads": int, "host": str, "command": str,
+             "started_at": str, "ended_at": str}
     assert set(m) == set(types)
     for key, kind in types.items():
         assert isinstance(m[key], kind), key
