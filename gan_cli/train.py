@@ -103,8 +103,9 @@ def record_failure(run_dir: str | Path, message: str, in_sweep: bool) -> None:
         write_json(run_dir / "summary.json", {"status": "failed", "step": 0, "error": message})
     else:
         shutil.rmtree(run_dir)
-        with contextlib.suppress(OSError):
-            run_dir.parent.rmdir()  # the day's folder, if that run was its only one
+        if run_dir.resolve().parent.parent.name == "outputs":  # outputs/<day>/<time>: the
+            with contextlib.suppress(OSError):  # day's folder goes if that run was its only one
+                run_dir.parent.rmdir()  # (never a folder the user chose, like the current one)
 
 
 def same_run(cfg: DictConfig, saved_config: dict) -> bool:

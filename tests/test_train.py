@@ -131,15 +131,19 @@ def test_a_failed_sweep_job_keeps_a_summary_and_a_failed_single_run_no_folder(tm
     from gan_cli.train import record_failure
 
     for in_sweep in (True, False):
-        run_dir = tmp_path / str(in_sweep) / "job"
+        run_dir = tmp_path / str(in_sweep) / "outputs" / "2026-01-01" / "12-00-00"
         (run_dir / ".hydra").mkdir(parents=True)
         record_failure(run_dir, "data.stds=0: every std must be > 0", in_sweep=in_sweep)
         if in_sweep:
             summary = json.loads((run_dir / "summary.json").read_text())
             assert summary == {"status": "failed", "step": 0,
                                "error": "data.stds=0: every std must be > 0"}
-        else:
-            assert not run_dir.parent.exists()
+        else:  # the run folder goes, and the day's folder it was the only one in
+            assert not run_dir.parent.exists() and run_dir.parent.parent.is_dir()
+    # a run folder the user chose (hydra.run.dir=mine) goes, but never the folder around it
+    (tmp_path / "chosen" / "mine" / ".hydra").mkdir(parents=True)
+    record_failure(tmp_path / "chosen" / "mine", "boom", in_sweep=False)
+    assert (tmp_path / "chosen").is_dir() and not (tmp_path / "chosen" / "mine").exists()
     # a folder with a run's own files in it (a resumed run's, say) is left alone
     (tmp_path / "run" / ".hydra").mkdir(parents=True)
     (tmp_path / "run" / "metrics.csv").write_text("step\n")
