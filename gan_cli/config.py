@@ -159,6 +159,16 @@ class StepLRConfig:
 
 
 @dataclass
+class ConstantLRConfig:
+    """The learning rate never changes (a no-op scheduler, so every optim preset has one)."""
+
+    _target_: str = "torch.optim.lr_scheduler.ConstantLR"
+    _partial_: bool = True
+    factor: float = 1.0
+    total_iters: int = 0
+
+
+@dataclass
 class ExponentialDecayConfig:
     """lr x final_fraction ** (step / total_steps): smooth decay, ending at final_fraction."""
 
@@ -178,6 +188,7 @@ def register_configs() -> None:
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
     for name, node in [("adam", AdamConfig), ("sgd", SGDConfig), ("rmsprop", RMSpropConfig)]:
         cs.store(group="optim/optimizer", name=name, node=node)
+    cs.store(group="optim/schedule", name="constant", node=ConstantLRConfig)
     cs.store(group="optim/schedule", name="step", node=StepLRConfig)
     cs.store(group="optim/schedule", name="exp", node=ExponentialDecayConfig)
 
