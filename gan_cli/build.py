@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.config import UserError
 from gan_cli.data.gaussian import GaussianMixture
-from gan_cli.models import NoisePrior, Shift
+from gan_cli.models import NoisePrior, Pack, Shift, spectral_normalise
 
 
 def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
@@ -79,8 +79,14 @@ def build_models(model_cfg: DictConfig, data: GaussianMixture, device: torch.dev
     noise_cfg = OmegaConf.to_container(model_cfg.noise)
     noise_cfg["dim"] = noise_cfg["dim"] or data.dim
     generator = instantiate(g_cfg, "model.generator", in_dim=noise_cfg["dim"], out_dim=data.dim)
-    discriminator = instantiate(model_cfg.discriminator, "model.discriminator", in_dim=data.dim,
-                                out_dim=1, _convert_="all")
+    d_cfg = OmegaConf.to_container(model_cfg.discriminator)
+    # PacGAN and spectral norm wrap any discriminator, so they are applied here
+    pack, spectral_norm = d_cfg.pop("pack", 1), d_cfg.pop("spectral_norm", False)
+    discriminator = instantiate(d_cfg, "model.discriminator", in_dim=pack * data.dim, out_dim=1)
+    if spectral_norm:
+        discriminator = spectral_normalise(discriminator)
+    if pack > 1:
+        discriminator = torch.nn.Sequential(Pack(pack), discriminator)
     if model_cfg.center:
         # the networks see the data centred on 0, where their layers' initial kinks lie:
         # without it, D is nearly linear around N(4, 0.5) and cannot tell G's too-narrow

@@ -29,8 +29,8 @@ from gan_cli.config import UserError
 RESUMABLE_OVERRIDES = ("resume", "train.steps", "device")
 # what a checkpoint must hold to be resumed exactly (see train.checkpoint_state)
 RESUME_KEYS = ("step", "config", "generator", "discriminator", "opt_g", "opt_d", "schedulers",
-               "eval_z", "rng", "rng_eval", "rows", "final_metrics", "converged_at", "sums",
-               "interval_steps", "wall_time_s", "train_time_s", "device_type")
+               "eval_z", "rng", "rng_eval", "rows", "final_metrics", "converged_at", "health",
+               "wall_time_s", "train_time_s", "device_type")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -25,13 +25,15 @@ class UserError(Exception):
 class TrainLoop:
     steps: int = 5000  # total training steps (one step = d_steps D updates + g_steps G updates)
     batch_size: int = 512  # real and fake samples per update
-    d_steps: int = 1  # discriminator updates per step
+    d_steps: Optional[int] = None  # discriminator updates per step; null = the loss's n_critic (5 for wgan*, else 1)
     g_steps: int = 1  # generator updates per step
     log_every: int = 100  # steps between metrics.csv rows / console lines
     eval_every: Optional[int] = 500  # steps between evaluations and plots; null = only at the end
     ckpt_every: Optional[int] = 1000  # steps between checkpoints/step_*.pt; null = last.pt at the end
     keep_checkpoints: Optional[int] = 5  # newest periodic checkpoints kept; null = all
     ema: Optional[float] = 0.999  # decay of an EMA of G's weights used to evaluate and sample; null = off
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs at step 0, falling linearly to 0
+    unroll_steps: int = 0  # G's loss sees D after this many look-ahead updates (unrolled GAN); 0 = off
 
 
 @dataclass
@@ -97,9 +99,16 @@ class MLPConfig:
 
 
 @dataclass
+class DiscriminatorMLPConfig(MLPConfig):
+    minibatch: str = "none"  # none | stddev | discrimination: a layer comparing samples in a batch
+    spectral_norm: bool = False  # divide each weight by its largest singular value
+    pack: int = 1  # PacGAN: D judges this many samples at once (1 = off)
+
+
+@dataclass
 class MLPGANConfig:
     generator: MLPConfig = field(default_factory=MLPConfig)
-    discriminator: MLPConfig = field(default_factory=MLPConfig)
+    discriminator: DiscriminatorMLPConfig = field(default_factory=DiscriminatorMLPConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     # multiply the generator's hidden widths by the number of modes (seed 000's "one-stop" G)
     widths_per_mode: bool = False
@@ -117,6 +126,19 @@ class LoggerConfig:
 class LossConfig:
     _target_: str = MISSING
     label_smoothing: float = 0.0  # one-sided: real target = 1 - label_smoothing (0.1 -> 0.9)
+
+
+@dataclass
+class WassersteinConfig(LossConfig):
+    _target_: str = "gan_cli.losses.Wasserstein"
+    clip: float = 0.01  # every critic weight is clipped to [-clip, clip] after each update
+
+
+@dataclass
+class WassersteinGPConfig(LossConfig):
+    _target_: str = "gan_cli.losses.WassersteinGP"
+    gp_weight: float = 10.0  # lambda of the gradient penalty
+    one_sided: bool = True  # penalise only gradient norms above 1 (false: Gulrajani's two-sided)
 
 
 @dataclass
@@ -185,6 +207,8 @@ def register_configs() -> None:
     cs.store(group="data", name="base_gaussian", node=GaussianMixtureConfig)
     cs.store(group="model", name="base_mlp", node=MLPGANConfig)
     cs.store(group="loss", name="base_loss", node=LossConfig)
+    cs.store(group="loss", name="base_wgan", node=WassersteinConfig)
+    cs.store(group="loss", name="base_wgan_gp", node=WassersteinGPConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
     for name, node in [("adam", AdamConfig), ("sgd", SGDConfig), ("rmsprop", RMSpropConfig)]:
         cs.store(group="optim/optimizer", name=name, node=node)
@@ -197,6 +221,7 @@ def register_configs() -> None:
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 ACTIVATIONS = ("tanh", "relu", "leaky_relu", "softplus", "elu")
 NOISE_DISTS = ("normal", "uniform", "stratified")
+MINIBATCH_LAYERS = ("none", "stddev", "discrimination")
 
 
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -216,12 +241,15 @@ def validate_train_config(cfg: DictConfig) -> None:
     _require(bool(DEVICE_PATTERN.match(cfg.device)), "device", cfg.device,
              "allowed: auto, cpu, cuda, cuda:N, mps")
     t = cfg.train
-    for key in ("steps", "batch_size", "d_steps", "g_steps", "log_every"):
+    for key in ("steps", "batch_size", "g_steps", "log_every"):
         _positive(f"train.{key}", t[key], integer=True)
-    for key in ("eval_every", "ckpt_every", "keep_checkpoints"):
+    for key in ("d_steps", "eval_every", "ckpt_every", "keep_checkpoints"):
         _positive(f"train.{key}", t[key], integer=True, allow_null=True)
     if t.ema is not None:
         _require(0.0 <= t.ema < 1.0, "train.ema", t.ema, "must be in [0, 1) or null")
+    _require(math.isfinite(t.instance_noise) and t.instance_noise >= 0, "train.instance_noise",
+             t.instance_noise, "must be a standard deviation >= 0 (0 = off)")
+    _require(t.unroll_steps >= 0, "train.unroll_steps", t.unroll_steps, "must be >= 0 (0 = off)")
     e = cfg.eval
     _positive("eval.n_samples", e.n_samples, integer=True)
     _positive("eval.projections", e.projections, integer=True)
@@ -243,9 +271,36 @@ def validate_train_config(cfg: DictConfig) -> None:
                  "must be in [0, 1)")
         _require(all(isinstance(w, int) and w > 0 for w in node.hidden), f"model.{who}.hidden",
                  list(node.hidden), "must be a list of positive integers")
+    d = m.discriminator
+    _require(d.minibatch in MINIBATCH_LAYERS, "model.discriminator.minibatch", d.minibatch,
+             "allowed: " + ", ".join(MINIBATCH_LAYERS))
+    _positive("model.discriminator.pack", d.pack, integer=True)
+    _require(t.batch_size % d.pack == 0, "model.discriminator.pack", d.pack,
+             f"must divide train.batch_size={t.batch_size} (D judges packs of that many samples)")
     n = m.noise
     _require(n.dist in NOISE_DISTS, "model.noise.dist", n.dist, "allowed: " + ", ".join(NOISE_DISTS))
     _positive("model.noise.dim", n.dim, integer=True, allow_null=True)
     _require(n.low < n.high, "model.noise.low", n.low, f"must be below model.noise.high={n.high}")
     _require(0.0 <= cfg.loss.label_smoothing < 0.5, "loss.label_smoothing",
              cfg.loss.label_smoothing, "must be in [0, 0.5)")
+    _check_loss_combinations(cfg)
+
+
+def _check_loss_combinations(cfg: DictConfig) -> None:
+    """Objectives that rule out an optimizer or a discriminator layer (WGAN papers)."""
+    loss = cfg.loss
+    if "clip" in loss:
+        _positive("loss.clip", loss.clip)
+        opt = cfg.optim.discriminator
+        momentum = opt.betas[0] if "betas" in opt else opt.get("momentum", 0.0)
+        _require(momentum == 0, "optim.discriminator", opt._target_.rsplit(".", 1)[-1] +
+                 f" with momentum {momentum}", "loss=wgan clips the critic's weights, which "
+                 "momentum makes unstable (Arjovsky et al.); use optim=rmsprop (the loss's own "
+                 "preset), momentum 0, or loss=wgan_gp")
+    if "gp_weight" in loss:
+        _positive("loss.gp_weight", loss.gp_weight)
+        # the penalty constrains D's gradient per sample: a D that mixes the samples of a
+        # batch (batch norm, minibatch layers) has no per-sample gradient (Gulrajani et al.)
+        minibatch = cfg.model.discriminator.get("minibatch", "none")
+        _require(minibatch == "none", "model.discriminator.minibatch", minibatch,
+                 "loss=wgan_gp needs a D that judges each sample alone: use minibatch=none")

@@ -34,6 +34,9 @@ class TensorBoardLogger:
         for key, value in row.items():
             if key != "step" and isinstance(value, (int, float)):
                 self.writer.add_scalar(key, value, row["step"])
+            elif isinstance(value, list):  # e.g. mode_mass: one curve per mode
+                for i, v in enumerate(value):
+                    self.writer.add_scalar(f"{key}/{i}", v, row["step"])
 
     def picture(self, tag: str, png: Path, samples: torch.Tensor, step: int) -> None:
         """An evaluation picture, and for 1-D data a histogram of G's samples (N, 1)."""

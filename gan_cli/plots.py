@@ -42,14 +42,20 @@ def plot_losses(rows: Sequence[dict], path: Path) -> None:
 
 def plot_mixture(fake: torch.Tensor, real: torch.Tensor, mixture: GaussianMixture,
                  path: Path, title: str = "",
-                 discriminator: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
-    """1-D: true density, real and generated histograms and D(x); 2-D: scatter over mode centres."""
+                 discriminator: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                 d_is_probability: bool = True) -> None:
+    """1-D: true density, real and generated histograms and D(x); 2-D: scatter over mode centres.
+
+    discriminator maps x (n, 1) to what D says about it: P(real), or a critic's score.
+    """
     fake_np, real_np = fake.detach().cpu().numpy(), real.detach().cpu().numpy()
     means = mixture.means.cpu().numpy()
     fig, ax = plt.subplots(figsize=(7, 5) if mixture.dim == 1 else (6, 6))
     if mixture.dim == 1:
         spread = 4 * mixture.stds.max().item()
-        lo, hi = means.min() - spread, means.max() + spread
+        # the data's range, widened to where most generated samples are (a G far off target)
+        fake_lo, fake_hi = np.quantile(fake_np[:, 0], [0.005, 0.995])
+        lo, hi = min(means.min() - spread, fake_lo), max(means.max() + spread, fake_hi)
         grid = torch.linspace(lo, hi, 400, device=mixture.device).unsqueeze(1)  # (400, 1)
         bins = np.linspace(lo, hi, 120)
         ax.hist(real_np[:, 0], bins=bins, density=True, alpha=0.35, label="real samples")
@@ -61,10 +67,11 @@ def plot_mixture(fake: torch.Tensor, real: torch.Tensor, mixture: GaussianMixtur
         ax.set_ylabel("density")
         if discriminator is not None:
             with torch.no_grad():
-                d = torch.sigmoid(discriminator(grid)).cpu().numpy()
+                d = discriminator(grid).cpu().numpy()
             twin = ax.twinx()
             twin.plot(grid.cpu().numpy(), d, color="tab:red", lw=1.2, label="D(x)")
-            twin.set_ylim(0, 1)
+            if d_is_probability:
+                twin.set_ylim(0, 1)
             twin.set_ylabel("D(x)", color="tab:red")
         ax.legend(loc="upper left", fontsize=8)
     else:

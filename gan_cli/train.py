@@ -27,11 +27,13 @@ from gan_cli.checkpoint import atomic_write, load_checkpoint, load_for_resume, l
 from gan_cli.config import UserError, validate_train_config
 from gan_cli.console import RunConsole
 from gan_cli.evaluate import default_w1_tol, evaluate_mixture, is_converged
+from gan_cli.health import STATS, HealthMonitor, first_non_finite_parameter, grad_norm
 from gan_cli.loggers import flat_hparams
 from gan_cli.manifest import now_iso, run_manifest
+from gan_cli.models import ema_update
+from gan_cli.unroll import unrolled
 
-CSV_COLUMNS = ["step", "d_loss", "g_loss", "d_real", "d_fake", "lr_g", "lr_d",
-               "w1", "hq_fraction", "modes_covered", "mode_kl"]
+CSV_COLUMNS = ["step", *STATS, "lr_g", "lr_d", "w1", "hq_fraction", "modes_covered", "mode_kl"]
 SUMMARY_METRICS = ["w1", "hq_fraction", "modes_covered", "n_modes", "mode_kl"]
 
 
@@ -158,6 +160,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
 
     t = cfg.train
     steps, batch = t.steps, t.batch_size
+    d_steps = t.d_steps or loss.n_critic
     w1_tol = cfg.eval.w1_tol or default_w1_tol(data)
     # evaluation draws from its own generator so it never shifts the training random stream
     eval_rng = torch.Generator(device=device).manual_seed(cfg.seed + 1_000_003)
@@ -165,9 +168,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
 
     step, rows, converged_at = 0, [], None  # rows: the metrics.csv rows so far
     final_metrics: dict = {}  # of the latest evaluation
-    # running sums on the device, read once per log interval (no per-step host sync)
-    sums = torch.zeros(4, device=device)  # d_loss, g_loss, mean D(x), mean D(G(z))
-    interval_steps = 0
+    # per-step statistics summed on the device, read once per log interval (no host sync)
+    health = HealthMonitor(device)
     past_wall, past_train = 0.0, 0.0  # seconds spent in earlier sessions of a resumed run
     if resumed is not None:
         source = cfg.resume
@@ -188,7 +190,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                             "continues, but not bit-identically to an uninterrupted run")
         step, rows, converged_at = resumed["step"], resumed["rows"], resumed["converged_at"]
         final_metrics = resumed["final_metrics"]
-        sums, interval_steps = resumed["sums"].to(device), resumed["interval_steps"]
+        health = HealthMonitor(device, resumed["health"])
         past_wall, past_train = resumed["wall_time_s"], resumed["train_time_s"]
 
     logger = build_logger(cfg.logger, run_dir, start_step=step)  # None for logger=none
@@ -198,7 +200,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     # metrics.csv holds exactly the checkpoint's rows, then grows: rows written after the
     # checkpoint by a run that was then killed are dropped, not duplicated
     csv_file = open(run_dir / "metrics.csv", "w", newline="")
-    metrics_csv = csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS, restval="")
+    metrics_csv = csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS, restval="",
+                                 extrasaction="ignore")  # mode_mass goes to mode_mass.csv
     metrics_csv.writeheader()
     metrics_csv.writerows(rows)
     csv_file.flush()
@@ -225,8 +228,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             "rows": rows,
             "converged_at": converged_at,
             "final_metrics": final_metrics,
-            "sums": sums,
-            "interval_steps": interval_steps,
+            "health": health.state_dict(),
             "wall_time_s": past_wall + time.perf_counter() - start_time,
             "train_time_s": past_train + time.perf_counter() - train_start - eval_seconds,
         }
@@ -241,14 +243,31 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         save_checkpoint(state, folder / "last.pt")
         saved_step = step
 
-    def interval_means() -> list[float]:
-        """Mean d_loss, g_loss, D(x), D(G(z)) of this interval: a host sync, and the
-        divergence check (FloatingPointError on a non-finite loss)."""
-        means = (sums / interval_steps).tolist()
-        for name, value in zip(("d_loss", "g_loss"), means):
-            if not math.isfinite(value):
-                raise FloatingPointError(f"{name} is {value} at step {step}")
-        return means
+    def check_finite() -> None:
+        """The divergence check (a host sync): FloatingPointError on a non-finite loss,
+        gradient or weight, so that nothing non-finite is ever saved."""
+        health.check()
+        bad = first_non_finite_parameter(G, D)
+        if bad is not None:
+            raise FloatingPointError(f"parameter {bad} is not finite at step {step}")
+
+    def warn(message: Optional[str]) -> None:
+        if message is not None:
+            console.line(message)
+
+    # D's verdict on each point of a grid, for the 1-D pictures; not drawn when D judges
+    # a sample only together with others (packing, minibatch layers)
+    d_cfg = cfg.model.discriminator
+    per_sample = d_cfg.get("pack", 1) == 1 and d_cfg.get("minibatch", "none") == "none"
+    d_curve = (lambda x: loss.output(D(x))) if per_sample else None
+
+    def write_mode_mass() -> None:
+        """mode_mass.csv: per evaluation, each mode's share of high-quality samples."""
+        mass = [(r["step"], r["mode_mass"]) for r in rows if "mode_mass" in r]
+        header = "step," + ",".join(f"mode_{k}" for k in range(len(mass[0][1])))
+        lines = [header] + [f"{s}," + ",".join(f"{m:.6g}" for m in ms) for s, ms in mass]
+        atomic_write(run_dir / "mode_mass.csv",
+                     lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
 
     def evaluate() -> dict:
         nonlocal converged_at
@@ -264,7 +283,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         if cfg.eval.plots:
             D.eval()
             frame = run_dir / "plots" / f"samples_{step:07d}.png"
-            plots.plot_mixture(fake, real, data, frame, title=f"step {step}", discriminator=D)
+            plots.plot_mixture(fake, real, data, frame, title=f"step {step}",
+                               discriminator=d_curve, d_is_probability=loss.probabilistic)
             D.train()
             if frame not in frames:
                 frames.append(frame)
@@ -295,39 +315,51 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                 # repeats the rest exactly
                 if stop.signal_name is not None:
                     break
+                # instance noise: both players see D's inputs blurred, less so as training goes
+                sigma = t.instance_noise * (1.0 - step / steps)
+
+                def blur(x: torch.Tensor) -> torch.Tensor:
+                    return x + sigma * torch.randn_like(x) if sigma > 0 else x
+
                 # (1) D step(s): real samples up, fresh fakes (no G gradient) down
-                for _ in range(t.d_steps):
-                    real = data.sample(batch)  # (B, d)
+                for _ in range(d_steps):
+                    real = blur(data.sample(batch))  # (B, d)
                     with torch.no_grad():
-                        fake = G(noise(batch))  # (B, d)
-                    real_logits, fake_logits = D(real), D(fake)  # (B, 1) each
-                    d_loss = loss.d_loss(real_logits, fake_logits)
+                        fake = blur(G(noise(batch)))  # (B, d)
+                    # separate passes: minibatch layers must see pure real or pure fake batches
+                    real_logits, fake_logits = D(real), D(fake)  # (B / pack, 1) each
+                    d_loss = loss.d_loss(real_logits, fake_logits) + loss.penalty(D, real, fake)
                     opt_d.zero_grad(set_to_none=True)
                     d_loss.backward()
+                    grad_norm_d = grad_norm(D)
                     opt_d.step()
+                    loss.after_d_step(D)  # e.g. WGAN's weight clipping
 
-                # (2) G step(s): make D call fresh fakes real
+                # (2) G step(s): make D (or, unrolled, D after k look-ahead steps) call fakes real
                 for _ in range(t.g_steps):
-                    g_loss = loss.g_loss(D(G(noise(batch))))
+                    D_for_g = D
+                    if t.unroll_steps:
+                        D_for_g = unrolled(D, opt_d, loss, t.unroll_steps,
+                                           real_batch=lambda: blur(data.sample(batch)),
+                                           fake_batch=lambda: blur(G(noise(batch))))
+                    g_loss = loss.g_loss(D_for_g(blur(G(noise(batch)))))
                     opt_g.zero_grad(set_to_none=True)
                     g_loss.backward()
+                    grad_norm_g = grad_norm(G)
                     opt_g.step()
 
-                # (3) schedules, G's moving average, running sums
+                # (3) schedules, G's moving average, health statistics
                 for sched in optims.schedulers:
                     sched.step()
                 step += 1
                 if G_ema is not None:
                     # warm-up: early on the average must not remember the random init
-                    decay = min(t.ema, (1 + step) / (10 + step))
-                    with torch.no_grad():
-                        for e, p in zip(G_ema.parameters(), G.parameters()):
-                            e.lerp_(p, 1.0 - decay)
-                with torch.no_grad():
-                    sums += torch.stack([d_loss.detach(), g_loss.detach(),
-                                         torch.sigmoid(real_logits).mean(),
-                                         torch.sigmoid(fake_logits).mean()])
-                interval_steps += 1
+                    ema_update(G_ema, G, decay=min(t.ema, (1 + step) / (10 + step)))
+                with torch.no_grad():  # in STATS order
+                    health.add(step, torch.stack([
+                        d_loss, g_loss, loss.output(real_logits).mean(),
+                        loss.output(fake_logits).mean(), *loss.accuracy(real_logits, fake_logits),
+                        grad_norm_d, grad_norm_g]))
                 console.step(step)
 
                 # (4) log / evaluate / checkpoint at their intervals: the only host syncs.
@@ -337,30 +369,33 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                 do_ckpt = bool(t.ckpt_every and step % t.ckpt_every == 0)
                 if not (do_log or do_ckpt):
                     continue
-                means = interval_means()
+                check_finite()
                 off_path_start = time.perf_counter()
                 if do_log:
-                    row = {"step": step, "d_loss": means[0], "g_loss": means[1],
-                           "d_real": means[2], "d_fake": means[3],
-                           "lr_g": opt_g.param_groups[0]["lr"], "lr_d": opt_d.param_groups[0]["lr"]}
-                    console.interval(step, steps, row, interval_steps / max(
+                    means = health.means()
+                    row = {"step": step, **means, "lr_g": opt_g.param_groups[0]["lr"],
+                           "lr_d": opt_d.param_groups[0]["lr"]}
+                    console.interval(step, steps, row, health.steps / max(
                         off_path_start - interval_start, 1e-9))
+                    health.reset()
+                    warn(health.d_wins_warning(step, means, loss.probabilistic))
                     if do_eval:
                         final_metrics = evaluate()
                         row.update({k: final_metrics[k] for k in CSV_COLUMNS if k in final_metrics})
+                        row["mode_mass"] = final_metrics["mode_mass"]
+                        warn(health.coverage_warning(step, final_metrics))
                     rows.append(row)
+                    if do_eval:
+                        write_mode_mass()
                     metrics_csv.writerow(row)
                     if logger is not None:
                         logger.scalars(row)
                     csv_file.flush()
-                    sums.zero_()
-                    interval_steps = 0
                 if do_ckpt:
                     save(periodic=True)
                 eval_seconds += time.perf_counter() - off_path_start
                 interval_start = time.perf_counter()
-            if interval_steps:
-                interval_means()  # never save a NaN
+            check_finite()  # never save a NaN
             save(periodic=False)
         status = "completed" if step >= steps else "interrupted"
         if status == "interrupted":
@@ -397,6 +432,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         }
         if error:
             summary["error"] = error
+        if health.warned:
+            summary["warnings"] = list(health.warned.values())
         if stop_signal:
             summary["stop_signal"] = stop_signal
         if status == "interrupted" and saved_step is not None:

@@ -107,11 +107,19 @@ def test_user_errors_exit_2_with_one_line(tmp_path, override, must_say):
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
-def test_diverged_run_exits_1(tmp_path):
-    proc = run(["gan-train", *SMOKE, "optim.generator.lr=1e38", "optim.discriminator.lr=1e38",
-                "hydra.run.dir=run"], tmp_path)
+def test_diverged_run_exits_1_and_keeps_a_loadable_checkpoint(tmp_path):
+    # D's lr 1e6: its weights reach 1e6 in one step and G's gradient overflows in the next
+    proc = run(["gan-train", *SMOKE, "optim.discriminator.lr=1e6", "train.log_every=1",
+                "train.ckpt_every=1", "hydra.run.dir=run"], tmp_path)
     assert proc.returncode == 1, proc.stderr
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "diverged"
+    message = ("training diverged: grad_norm_g is inf at step 2; checkpoints/last.pt (step 1) "
+               "is the last good state")
+    assert message in proc.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["error"] == message
+    sampled = run(["gan-sample", "ckpt=run", "n=10", "out=s.npy"], tmp_path)
+    assert sampled.returncode == 0, sampled.stderr
+    assert np.isfinite(np.load(tmp_path / "s.npy")).all()
 
 
 def test_runs_started_together_get_their_own_folders(tmp_path):

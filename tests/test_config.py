@@ -1,5 +1,7 @@
 """Schemas catch typos and wrong types at compose time; value checks catch the rest before training."""
 
+import re
+
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
@@ -48,16 +50,45 @@ def test_unknown_group_option_fails():
     ("model.discriminator.hidden=[8,0]", "model.discriminator.hidden"),
     ("loss.label_smoothing=0.7", "loss.label_smoothing"),
     ("eval.w1_tol=-0.1", "eval.w1_tol"),
+    ("train.instance_noise=-1", "train.instance_noise"),
+    ("train.unroll_steps=-1", "train.unroll_steps"),
+    ("train.d_steps=0", "train.d_steps"),
+    ("model.discriminator.minibatch=magic", "model.discriminator.minibatch"),
+    ("model.discriminator.pack=0", "model.discriminator.pack"),
+    ("loss=wgan_gp loss.gp_weight=0", "loss.gp_weight"),
+    ("loss=wgan loss.clip=-0.01", "loss.clip"),
 ])
 def test_bad_values_fail_before_training_naming_the_key(override, key):
     with pytest.raises(UserError, match=f"^{key}="):
-        validate_train_config(compose_train([override]))
+        validate_train_config(compose_train(override.split()))
+
+
+@pytest.mark.parametrize("overrides, must_say", [
+    # weight clipping with momentum (Adam's default preset) is unstable (Arjovsky et al.)
+    (["loss=wgan", "optim=adam"], "optim.discriminator=Adam with momentum 0.5: loss=wgan clips"),
+    (["loss=wgan", "optim=sgd", "optim.discriminator.momentum=0.9"], "use optim=rmsprop"),
+    # the gradient penalty needs a per-sample gradient: no minibatch layers
+    (["loss=wgan_gp", "model.discriminator.minibatch=stddev"],
+     "model.discriminator.minibatch=stddev: loss=wgan_gp needs a D that judges each sample"),
+    (["model.discriminator.pack=3"], "model.discriminator.pack=3: must divide train.batch_size=512"),
+])
+def test_incompatible_combinations_fail_at_start(overrides, must_say):
+    with pytest.raises(UserError, match=re.escape(must_say)):
+        validate_train_config(compose_train(overrides))
+
+
+def test_label_smoothing_with_a_critic_fails_when_the_loss_is_built():
+    from gan_cli.build import build_loss
+
+    with pytest.raises(UserError, match="loss.label_smoothing=0.1: a critic has no labels"):
+        build_loss(compose_train(["loss=hinge", "loss.label_smoothing=0.1"]).loss)
 
 
 def test_every_shipped_preset_composes_and_validates():
     for group, names in {"data": ["unimodal", "bimodal", "trimodal", "ring8", "grid25"],
-                         "loss": ["minimax", "nonsaturating", "maxlik"],
-                         "optim": ["adam", "sgd", "rmsprop", "gd_exp_decay"],
+                         "loss": ["minimax", "nonsaturating", "maxlik", "lsgan", "hinge", "wgan",
+                                  "wgan_gp"],
+                         "optim": ["adam", "sgd", "rmsprop", "gd_exp_decay", "ttur"],
                          "model": ["mlp", "blog_onestop"]}.items():
         for name in names:
             validate_train_config(compose_train([f"{group}={name}"]))

@@ -64,7 +64,7 @@ def test_sigkill_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path
     a, b = (load_checkpoint(tmp_path / d) for d in ("whole", "killed"))
     assert a["step"] == b["step"] == 600
     for key in ("generator", "discriminator", "generator_ema", "opt_g", "opt_d", "schedulers",
-                "eval_z", "rng", "rng_eval", "sums"):
+                "eval_z", "rng", "rng_eval", "health"):
         assert_same_tensors(a[key], b[key], key)
     # the curves continue: no duplicated, missing or different rows
     assert (tmp_path / "whole" / "metrics.csv").read_text() == \

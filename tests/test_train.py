@@ -27,15 +27,25 @@ def test_run_folder_is_complete(run_tiny):
     rows = read_csv(run_dir / "metrics.csv")
     # a row every log_every=20 steps, plus the evaluation at step 30
     assert [int(r["step"]) for r in rows] == [20, 30, 40, 60]
-    assert list(rows[0]) == ["step", "d_loss", "g_loss", "d_real", "d_fake", "lr_g", "lr_d",
+    assert list(rows[0]) == ["step", "d_loss", "g_loss", "d_real", "d_fake", "d_acc_real",
+                             "d_acc_fake", "grad_norm_d", "grad_norm_g", "lr_g", "lr_d",
                              "w1", "hq_fraction", "modes_covered", "mode_kl"]
     assert rows[0]["w1"] == "" and rows[1]["w1"] != ""  # metrics only on evaluation rows
     assert float(rows[-1]["w1"]) == pytest.approx(summary["metrics"]["w1"])
     for r in rows:
         assert 0 < float(r["d_real"]) < 1 and 0 < float(r["d_fake"]) < 1
+        assert 0 < float(r["d_acc_real"]) < 1 and 0 < float(r["d_acc_fake"]) < 1
+        assert float(r["grad_norm_d"]) > 0 and float(r["grad_norm_g"]) > 0
         # the default schedule: lr decays smoothly to 3 % of its start at the last step
         lr = 1e-3 * 0.03 ** (int(r["step"]) / 60)
         assert float(r["lr_g"]) == pytest.approx(lr) and float(r["lr_d"]) == pytest.approx(lr)
+
+    # each mode's share of high-quality samples, per evaluation
+    mass = read_csv(run_dir / "mode_mass.csv")
+    assert [int(r["step"]) for r in mass] == [30, 60] and list(mass[0]) == \
+        ["step", "mode_0", "mode_1", "mode_2"]
+    final_mass = [float(mass[-1][f"mode_{k}"]) for k in range(3)]
+    assert sum(final_mass) == pytest.approx(summary["metrics"]["hq_fraction"], abs=1e-5)
 
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert ckpts == ["last.pt", "step_0000030.pt", "step_0000060.pt"]
@@ -55,7 +65,7 @@ def test_checkpoint_holds_what_resume_and_sampling_need(run_tiny):
     assert state["step"] == 60
     assert state["config"]["data"]["means"] == [-4.0, 0.0, 4.0]
     for key in ("generator", "discriminator", "generator_ema", "opt_g", "opt_d", "eval_z",
-                "rng_eval", "sums"):
+                "rng_eval", "health"):
         assert state[key] is not None, key
     assert set(state["rng"]) == {"torch_cpu", "torch_cuda", "numpy", "python"}
     # the metrics history, to continue the curves: the same rows as metrics.csv
@@ -101,7 +111,9 @@ class NanAfter:
 
     def __init__(self, inner, after: int):
         self.inner, self.after, self.calls = inner, after, 0
-        self.g_loss = inner.g_loss
+
+    def __getattr__(self, name):  # everything but d_loss is the real loss's
+        return getattr(self.inner, name)
 
     def d_loss(self, real_logits, fake_logits):
         self.calls += 1
@@ -115,9 +127,9 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(run_tiny, m
     real_build_loss = gan_cli.train.build_loss
     monkeypatch.setattr(gan_cli.train, "build_loss", lambda cfg: NanAfter(real_build_loss(cfg), 23))
     summary, run_dir = run_tiny("train.log_every=5", "train.eval_every=5", "train.ckpt_every=5")
-    # step 24 goes NaN; the check at the next log interval (25) catches it
+    # step 24 goes NaN; the check at the next log interval (25) stops the run and names it
     assert summary["status"] == "diverged" and summary["step"] == 25
-    assert "d_loss is nan at step 25" in summary["error"]
+    assert "d_loss is nan at step 24" in summary["error"]
     assert "checkpoints/last.pt (step 20) is the last good state" in summary["error"]
     # nothing after the divergence was written over the last good checkpoint
     last = load_checkpoint(run_dir)

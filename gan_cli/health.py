@@ -1,0 +1,120 @@
+"""The training health monitor: per-step statistics, divergence, and warnings shown once.
+
+The loop adds each step's statistics (STATS) to running sums on the device and
+notes there, without a host sync, the first step at which each one stopped
+being finite; `HealthMonitor` reads both once per log interval.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+# one per-step statistic each; metrics.csv has one column per name (interval means)
+STATS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake",
+         "grad_norm_d", "grad_norm_g")
+
+# D right about (almost) every real and fake sample for this many steps: G learns little
+D_WINS_ACCURACY = 0.99
+D_WINS_STEPS = 1000
+
+
+def grad_norm(module: nn.Module) -> torch.Tensor:
+    """The L2 norm of all of module's gradients together, as a 0-d tensor on the device."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+
+
+def first_non_finite_parameter(*modules: nn.Module) -> Optional[str]:
+    """The name of the first parameter holding a NaN or infinity, or None (one host sync)."""
+    named = [(name, p) for m in modules for name, p in m.named_parameters()]
+    finite = torch.stack([torch.isfinite(p).all() for _, p in named]).tolist()
+    return next((name for (name, _), ok in zip(named, finite) if not ok), None)
+
+
+class HealthMonitor:
+    """Tracks the statistics between log intervals and decides when to stop or warn."""
+
+    def __init__(self, device: torch.device, state: Optional[dict] = None):
+        self.sums = torch.zeros(len(STATS), device=device)
+        self.steps = 0  # steps summed since the last read
+        # per statistic: the first step at which it was not finite (-1: never), and its value
+        self.bad_step = torch.full((len(STATS),), -1, dtype=torch.long, device=device)
+        self.bad_value = torch.zeros(len(STATS), device=device)
+        self.d_wins_since: Optional[int] = None  # step from which D has been winning outright
+        self.all_modes_at: Optional[int] = None  # first evaluation step with every mode covered
+        self.warned: dict[str, str] = {}  # kind -> the warning given (each kind once)
+        if state is not None:
+            self.sums = state["sums"].to(device)
+            self.steps = state["steps"]
+            self.d_wins_since, self.all_modes_at = state["d_wins_since"], state["all_modes_at"]
+            self.warned = dict(state["warned"])
+
+    def state_dict(self) -> dict:
+        return {"sums": self.sums, "steps": self.steps, "d_wins_since": self.d_wins_since,
+                "all_modes_at": self.all_modes_at, "warned": self.warned}
+
+    def add(self, step: int, stats: torch.Tensor) -> None:
+        """stats: (len(STATS),) for this step, on the device. No host sync."""
+        self.sums += stats
+        newly_bad = (self.bad_step < 0) & ~torch.isfinite(stats)
+        self.bad_step = torch.where(newly_bad, step, self.bad_step)
+        self.bad_value = torch.where(newly_bad, stats, self.bad_value)
+        self.steps += 1
+
+    def check(self) -> None:
+        """Raise FloatingPointError naming the first statistic that stopped being finite,
+        its value and step (a host sync)."""
+        bad_step = self.bad_step.tolist()
+        if max(bad_step) >= 0:
+            i = min((s, i) for i, s in enumerate(bad_step) if s >= 0)[1]
+            raise FloatingPointError(
+                f"{STATS[i]} is {self.bad_value[i].item()} at step {bad_step[i]}")
+
+    def means(self) -> dict:
+        """Each statistic's mean since the last reset (a host sync)."""
+        return dict(zip(STATS, (self.sums / max(self.steps, 1)).tolist()))
+
+    def reset(self) -> None:
+        self.sums.zero_()
+        self.steps = 0
+
+    def d_wins_warning(self, step: int, means: dict, probabilistic: bool) -> Optional[str]:
+        """Once: D has been right about nearly every sample for D_WINS_STEPS steps.
+
+        Only for losses whose D outputs a probability: a critic separating real from
+        fake is doing its job (WGAN), and its 'accuracy' is no sign of trouble.
+        """
+        winning = min(means["d_acc_real"], means["d_acc_fake"]) >= D_WINS_ACCURACY
+        if not (probabilistic and winning):
+            self.d_wins_since = None
+            return None
+        if self.d_wins_since is None:
+            self.d_wins_since = step
+        if step - self.d_wins_since >= D_WINS_STEPS:
+            return self._once("d_wins", f"warning: step {step}: D has told real from fake with "
+                              f">= {D_WINS_ACCURACY:.0%} accuracy since step {self.d_wins_since}; "
+                              "G's gradients may vanish (try loss=nonsaturating, label smoothing, "
+                              "instance noise or a weaker D)")
+        return None
+
+    def coverage_warning(self, step: int, metrics: dict) -> Optional[str]:
+        """Once: fewer modes are covered than at an earlier evaluation that covered them all."""
+        covered, n = metrics.get("modes_covered"), metrics.get("n_modes")
+        if covered is None:
+            return None
+        if covered == n:
+            self.all_modes_at = self.all_modes_at if self.all_modes_at is not None else step
+            return None
+        if self.all_modes_at is not None:
+            return self._once("coverage", f"warning: step {step}: {covered}/{n} modes covered, "
+                              f"after all {n} were at step {self.all_modes_at} (mode collapse?)")
+        return None
+
+    def _once(self, kind: str, message: str) -> Optional[str]:
+        if kind in self.warned:
+            return None
+        self.warned[kind] = message
+        return message
