@@ -64,6 +64,10 @@ def user_error_message(e: BaseException) -> Optional[str]:
             return f"{link.filename}: {link.strerror or link}"
         if isinstance(link, OSError) and link.errno == errno.ENOSPC:
             return f"no space left on the device ({link})"
+    if isinstance(e, ValueError) and str(e).startswith("Config group override must be"):
+        # Hydra's parser, for group=null on the command line (e.g. optim/schedule=null)
+        return ("a config group cannot be set to null on the command line: pick one of its "
+                "options (e.g. optim/schedule=constant) or remove it with ~group")
     if isinstance(e, (HydraException, OmegaConfBaseException)):
         plugin = _missing_plugin(str(e))
         if plugin is not None:

@@ -97,9 +97,11 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path):
     ("optim.generator.lr=-1", "optim.generator.lr=-1"),
     ("data.stds=0", "data.stds"),
     ("train.steps=many", "train.steps"),            # a wrong type
+    ("optim/schedule=null", "pick one of its options (e.g. optim/schedule=constant)"),
+    ("loss=wgan optim=adam", "loss=wgan clips the critic's weights"),  # a bad combination
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, override, must_say):
-    proc = run(["gan-train", *SMOKE, override], tmp_path)
+    proc = run(["gan-train", *SMOKE, *override.split()], tmp_path)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert proc.stderr.startswith("gan-train: error: ")
     assert proc.stderr.count("\n") == 1, proc.stderr
