@@ -89,7 +89,8 @@ def test_every_shipped_preset_composes_and_validates():
                          "loss": ["minimax", "nonsaturating", "maxlik", "lsgan", "hinge", "wgan",
                                   "wgan_gp"],
                          "optim": ["adam", "sgd", "rmsprop", "gd_exp_decay", "ttur"],
-                         "model": ["mlp", "blog_onestop"]}.items():
+                         "model": ["mlp", "blog_onestop"],
+                         "experiment": ["smoke", "ring8_best"]}.items():
         for name in names:
             validate_train_config(compose_train([f"{group}={name}"]))
 
