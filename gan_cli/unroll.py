@@ -50,12 +50,15 @@ def unrolled(D: nn.Module, opt_d: torch.optim.Optimizer, loss, k: int, real_batc
     weights = [p.detach().requires_grad_(True) for p in live]
     buffers = {name: b.clone() for name, b in D.named_buffers()}  # e.g. spectral norm's u, v
 
-    def D_ahead(x: torch.Tensor) -> torch.Tensor:
-        return functional_call(D, ({**dict(zip(names, weights)), **buffers}), (x,))
+    def D_with(ws: list[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        state = {**dict(zip(names, ws)), **buffers}
+        return lambda x: functional_call(D, state, (x,))
 
+    D_ahead = D_with(weights)
     for _ in range(k):
         real, fake = real_batch(), fake_batch()
         d_loss = loss.d_loss(D_ahead(real), D_ahead(fake)) + loss.penalty(D_ahead, real, fake)
         grads = torch.autograd.grad(d_loss, weights, create_graph=True)
         weights = [w - s * g for w, s, g in zip(weights, sizes, grads)]
+        D_ahead = D_with(weights)
     return D_ahead
