@@ -6,10 +6,12 @@ YAML file writes them twice.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+import numpy as np
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
@@ -18,6 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli.config import UserError
 from gan_cli.data.gaussian import GaussianMixture
 from gan_cli.models import NoisePrior, Pack, Shift, spectral_normalise
+from gan_cli.replicas import Replicas, copy_of_global_generator
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
@@ -96,6 +105,21 @@ def build_models(model_cfg: DictConfig, data: GaussianMixture, device: torch.dev
         discriminator = torch.nn.Sequential(Shift(-mean), discriminator)
     noise = NoisePrior(**noise_cfg, device=device)
     return Models(generator.to(device), discriminator.to(device), noise)
+
+
+def build_replicas(model_cfg: DictConfig, data: GaussianMixture, device: torch.device,
+                   seeds: Sequence[int]) -> tuple[Models, list[torch.Generator]]:
+    """Networks stacked from one build per seed (train.replicas), each replica's weights
+    those a single run with its seed starts from; and per replica a generator in the
+    state that run's global generator is in when its loop begins."""
+    copies, generators = [], []
+    for seed in seeds:
+        seed_everything(seed)
+        copies.append(build_models(model_cfg, data, device))
+        generators.append(copy_of_global_generator(device))
+    stacked = Models(Replicas([m.generator for m in copies]),
+                     Replicas([m.discriminator for m in copies]), copies[0].noise)
+    return stacked, generators
 
 
 def build_loss(loss_cfg: DictConfig) -> Any:

@@ -34,6 +34,7 @@ class TrainLoop:
     ema: Optional[float] = 0.999  # decay of an EMA of G's weights used to evaluate and sample; null = off
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs at step 0, falling linearly to 0
     unroll_steps: int = 0  # G's loss sees D after this many look-ahead updates (unrolled GAN); 0 = off
+    replicas: int = 1  # independent GANs (seeds seed..seed+R-1) trained as one batched computation
 
 
 @dataclass
@@ -71,6 +72,7 @@ class SampleConfig:
     seed: int = 0
     device: str = "auto"
     ema: bool = True  # use G's moving average when the checkpoint has one
+    replica: Optional[int] = None  # which replica of a train.replicas run to sample from (0..R-1)
 
 
 # ---------------------------------------------------------------- groups
@@ -250,6 +252,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     _require(math.isfinite(t.instance_noise) and t.instance_noise >= 0, "train.instance_noise",
              t.instance_noise, "must be a standard deviation >= 0 (0 = off)")
     _require(t.unroll_steps >= 0, "train.unroll_steps", t.unroll_steps, "must be >= 0 (0 = off)")
+    _positive("train.replicas", t.replicas, integer=True)
     e = cfg.eval
     _positive("eval.n_samples", e.n_samples, integer=True)
     _positive("eval.projections", e.projections, integer=True)
@@ -284,6 +287,22 @@ def validate_train_config(cfg: DictConfig) -> None:
     _require(0.0 <= cfg.loss.label_smoothing < 0.5, "loss.label_smoothing",
              cfg.loss.label_smoothing, "must be in [0, 0.5)")
     _check_loss_combinations(cfg)
+    if t.replicas > 1:
+        _check_replica_support(cfg)
+
+
+def _check_replica_support(cfg: DictConfig) -> None:
+    """Options whose batched form (one computation for R replicas) is not built."""
+    unsupported = [
+        ("gp_weight" in cfg.loss, "loss=wgan_gp (its gradient penalty)"),
+        (cfg.train.unroll_steps > 0, f"train.unroll_steps={cfg.train.unroll_steps}"),
+        (cfg.model.discriminator.get("spectral_norm", False),
+         "model.discriminator.spectral_norm=true"),
+    ]
+    for found, what in unsupported:
+        _require(not found, "train.replicas", cfg.train.replicas,
+                 f"{what} cannot run batched: use train.replicas=1 and sweep the seeds "
+                 f"instead (gan-train -m seed=0,1,2,...)")
 
 
 def _check_loss_combinations(cfg: DictConfig) -> None:

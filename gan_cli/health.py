@@ -12,6 +12,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from gan_cli.replicas import Replicas
+
 # one per-step statistic each; metrics.csv has one column per name (interval means)
 STATS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake",
          "grad_norm_d", "grad_norm_g")
@@ -22,7 +24,10 @@ D_WINS_STEPS = 1000
 
 
 def grad_norm(module: nn.Module) -> torch.Tensor:
-    """The L2 norm of all of module's gradients together, as a 0-d tensor on the device."""
+    """The L2 norm of all of module's gradients together, as a 0-d tensor on the device
+    ((R,): one per replica, for train.replicas)."""
+    if isinstance(module, Replicas):
+        return module.grad_norm()
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
 
@@ -37,45 +42,56 @@ def first_non_finite_parameter(*modules: nn.Module) -> Optional[str]:
 class HealthMonitor:
     """Tracks the statistics between log intervals and decides when to stop or warn."""
 
-    def __init__(self, device: torch.device, state: Optional[dict] = None):
-        self.sums = torch.zeros(len(STATS), device=device)
+    def __init__(self, device: torch.device, state: Optional[dict] = None, replicas: int = 1):
+        # (STATS,) for a single run, (R, STATS) with train.replicas=R
+        shape = (replicas, len(STATS)) if replicas > 1 else (len(STATS),)
+        self.sums = torch.zeros(shape, device=device)
         self.steps = 0  # steps summed since the last read
         # per statistic: the first step at which it was not finite (-1: never), and its value
-        self.bad_step = torch.full((len(STATS),), -1, dtype=torch.long, device=device)
-        self.bad_value = torch.zeros(len(STATS), device=device)
+        self.bad_step = torch.full(shape, -1, dtype=torch.long, device=device)
+        self.bad_value = torch.zeros(shape, device=device)
         self.d_wins_since: Optional[int] = None  # step from which D has been winning outright
         self.all_modes_at: Optional[int] = None  # first evaluation step with every mode covered
         self.warned: dict[str, str] = {}  # kind -> the warning given (each kind once)
+        self.diverged: dict[int, str] = {}  # replica -> why it diverged (train.replicas only)
         if state is not None:
             self.sums = state["sums"].to(device)
             self.steps = state["steps"]
             self.d_wins_since, self.all_modes_at = state["d_wins_since"], state["all_modes_at"]
             self.warned = dict(state["warned"])
+            self.diverged = dict(state.get("diverged", {}))
 
     def state_dict(self) -> dict:
         return {"sums": self.sums, "steps": self.steps, "d_wins_since": self.d_wins_since,
-                "all_modes_at": self.all_modes_at, "warned": self.warned}
+                "all_modes_at": self.all_modes_at, "warned": self.warned,
+                "diverged": self.diverged}
 
     def add(self, step: int, stats: torch.Tensor) -> None:
-        """stats: (len(STATS),) for this step, on the device. No host sync."""
+        """stats: this step's (STATS,) or (R, STATS), on the device. No host sync."""
         self.sums += stats
         newly_bad = (self.bad_step < 0) & ~torch.isfinite(stats)
         self.bad_step = torch.where(newly_bad, step, self.bad_step)
         self.bad_value = torch.where(newly_bad, stats, self.bad_value)
         self.steps += 1
 
-    def check(self) -> None:
-        """Raise FloatingPointError naming the first statistic that stopped being finite,
-        its value and step (a host sync)."""
-        bad_step = self.bad_step.tolist()
-        if max(bad_step) >= 0:
-            i = min((s, i) for i, s in enumerate(bad_step) if s >= 0)[1]
-            raise FloatingPointError(
-                f"{STATS[i]} is {self.bad_value[i].item()} at step {bad_step[i]}")
+    def problems(self) -> list[Optional[str]]:
+        """Per replica (one entry for a single run): the first statistic that stopped being
+        finite, with its value and step, or None (a host sync)."""
+        bad_steps = self.bad_step.reshape(-1, len(STATS)).tolist()
+        bad_values = self.bad_value.reshape(-1, len(STATS)).tolist()
+        found = []
+        for steps, values in zip(bad_steps, bad_values):
+            bad = [(s, i) for i, s in enumerate(steps) if s >= 0]
+            first = min(bad)[1] if bad else None
+            found.append(None if first is None else
+                         f"{STATS[first]} is {values[first]} at step {steps[first]}")
+        return found
 
-    def means(self) -> dict:
-        """Each statistic's mean since the last reset (a host sync)."""
-        return dict(zip(STATS, (self.sums / max(self.steps, 1)).tolist()))
+    def means(self) -> list[dict]:
+        """Per replica (one entry for a single run): each statistic's mean since the last
+        reset (a host sync)."""
+        means = (self.sums / max(self.steps, 1)).reshape(-1, len(STATS)).tolist()
+        return [dict(zip(STATS, m)) for m in means]
 
     def reset(self) -> None:
         self.sums.zero_()

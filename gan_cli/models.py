@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from gan_cli.replicas import draw_each
+
 ACTIVATIONS = {
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
@@ -127,12 +129,16 @@ class NoisePrior:
         self.dist, self.dim, self.low, self.high = dist, dim, low, high
         self.device = torch.device(device)
 
-    def __call__(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        shape, kw = (n, self.dim), dict(device=self.device, generator=generator)
+    def __call__(self, n: int, generator: torch.Generator | None = None,
+                 generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
+        """(n, dim); with `generators` (replicas), (R, n, dim) whose slice r is what a call
+        with generator=generators[r] returns."""
+        shape = (n, self.dim)
         if self.dist == "normal":
-            return torch.randn(shape, **kw)
-        u = torch.rand(shape, **kw)  # (n, dim) in [0, 1)
+            return draw_each(torch.randn, shape, self.device, generator, generators)
+        u = draw_each(torch.rand, shape, self.device, generator, generators)  # [0, 1)
         if self.dist == "stratified":
-            strata = torch.argsort(torch.rand(shape, **kw), dim=0)  # a permutation per column
+            order = draw_each(torch.rand, shape, self.device, generator, generators)
+            strata = torch.argsort(order, dim=-2)  # a random permutation per column
             u = (strata + u) / n
         return self.low + (self.high - self.low) * u

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Collection, Optional, Sequence
 
 import matplotlib
 
@@ -22,20 +24,90 @@ def _save(fig: plt.Figure, path: Path) -> None:
 
 
 def plot_losses(rows: Sequence[dict], path: Path) -> None:
-    """D and G loss (top) and mean D output on real / fake samples (bottom) over steps."""
-    step = [r["step"] for r in rows]
+    """D and G loss (top) and mean D output on real / fake samples (bottom) over steps.
+
+    Replicas' rows (several per step) show as the median with a 25-75 % band.
+    """
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    top.plot(step, [r["d_loss"] for r in rows], label="D loss")
-    top.plot(step, [r["g_loss"] for r in rows], label="G loss")
+    for ax, key, label in [(top, "d_loss", "D loss"), (top, "g_loss", "G loss"),
+                           (bottom, "d_real", "D(x), real"), (bottom, "d_fake", "D(G(z)), fake")]:
+        step, (low, median, high) = _quartiles(rows, key)
+        (line,) = ax.plot(step, median, label=label)
+        if len(rows) > len(step):
+            ax.fill_between(step, low, high, color=line.get_color(), alpha=0.2, lw=0)
     top.set_ylabel("loss")
     top.legend()
-    bottom.plot(step, [r["d_real"] for r in rows], label="D(x), real")
-    bottom.plot(step, [r["d_fake"] for r in rows], label="D(G(z)), fake")
     bottom.axhline(0.5, color="grey", lw=0.8, ls="--")
     bottom.set_ylim(0, 1)
     bottom.set_xlabel("step")
     bottom.set_ylabel("mean D output")
     bottom.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _quartiles(rows: Sequence[dict], key: str) -> tuple[list[int], np.ndarray]:
+    """The steps, and per step the 25th, 50th and 75th percentile of key over its rows."""
+    by_step: dict[int, list[float]] = {}
+    for row in rows:
+        by_step.setdefault(row["step"], []).append(row[key])
+    steps = sorted(by_step)
+    with warnings.catch_warnings():  # a step at which every replica had diverged: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return steps, np.array([np.nanpercentile(by_step[s], [25, 50, 75]) for s in steps]).T
+
+
+def plot_replicas(fakes: Sequence[torch.Tensor], mixture: GaussianMixture, path: Path,
+                  seeds: Sequence[int], title: str = "") -> None:
+    """What each replica's G makes, as one image (cheap for hundreds of replicas).
+
+    1-D: one row per replica, its histogram as colour, under the true density.
+    2-D: one tile per replica, its 2-D histogram, mode centres marked.
+    """
+    means = mixture.means.cpu().numpy()
+    margin = 4 * mixture.stds.max().item()
+    lo, hi = means[:, :2].min(0) - margin, means[:, :2].max(0) + margin
+    xs = [f.detach().cpu().numpy() for f in fakes]
+    xs = [x[np.isfinite(x).all(1)] for x in xs]  # a diverged replica's row stays empty
+    if mixture.dim == 1:
+        bins = np.linspace(lo[0], hi[0], 200)
+        width = bins[1] - bins[0]
+        rows = np.stack([np.histogram(x[:, 0], bins=bins)[0] / max(len(x), 1) / width
+                         for x in xs])  # (R, bins): densities
+        fig, (top, ax) = plt.subplots(2, 1, figsize=(8, 2 + 0.12 * len(xs)), sharex=True,
+                                      gridspec_kw={"height_ratios": [1, max(2, len(xs) / 8)]})
+        grid = torch.linspace(lo[0], hi[0], 400, device=mixture.device).unsqueeze(1)
+        top.plot(grid.cpu().numpy()[:, 0], mixture.density(grid).cpu().numpy(), "k", lw=1)
+        top.set_ylabel("true\ndensity", fontsize=8)
+        # colour saturates at twice the highest true density: a collapsed G's spike
+        # would otherwise wash every other row out
+        vmax = 2 * mixture.density(mixture.means).max().item()
+        ax.imshow(rows, aspect="auto", origin="lower", cmap="viridis",
+                  extent=(lo[0], hi[0], -0.5, len(xs) - 0.5), vmin=0, vmax=vmax,
+                  interpolation="nearest")
+        ticks = range(0, len(xs), max(1, len(xs) // 16))
+        ax.set_yticks(list(ticks), [str(seeds[k]) for k in ticks], fontsize=7)
+        ax.set_ylabel("replica's seed")
+        ax.set_xlabel("x")
+        top.set_title(title, fontsize=10)
+    else:
+        n_bins, cols = 48, math.ceil(math.sqrt(len(xs)))
+        rows_of_tiles = math.ceil(len(xs) / cols)
+        image = np.full((rows_of_tiles * (n_bins + 2), cols * (n_bins + 2)), np.nan)
+        fig, ax = plt.subplots(figsize=(min(12, 1.2 * cols + 1), min(12, 1.2 * rows_of_tiles + 1)))
+        for k, x in enumerate(xs):
+            h, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=n_bins,
+                                     range=[[lo[0], hi[0]], [lo[1], hi[1]]])
+            r, c = divmod(k, cols)
+            top_left = (r * (n_bins + 2) + 1, c * (n_bins + 2) + 1)
+            image[top_left[0]:top_left[0] + n_bins, top_left[1]:top_left[1] + n_bins] = \
+                np.log1p(h.T[::-1])  # rows from the top: y grows upwards
+            ax.text(top_left[1], top_left[0], str(seeds[k]), fontsize=6, color="w", va="top")
+        ax.imshow(image, cmap="viridis", interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(f"{title}: one tile per replica (labelled with its seed), "
+                     "log sample counts" + (" (first two dimensions)" if mixture.dim > 2 else ""),
+                     fontsize=9)
     fig.tight_layout()
     _save(fig, path)
 

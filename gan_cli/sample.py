@@ -12,6 +12,7 @@ from gan_cli import plots
 from gan_cli.build import build_data, build_models, pick_device
 from gan_cli.checkpoint import atomic_write, load_checkpoint, load_weights
 from gan_cli.config import UserError
+from gan_cli.replicas import replica_weights
 
 OUTPUT_KINDS = (".npy", ".png")
 
@@ -30,6 +31,14 @@ def sample(cfg: DictConfig) -> Path:
     models = build_models(run_cfg.model, data, device)
     weights = state["generator_ema"] if cfg.ema and state.get("generator_ema") else \
         state["generator"]
+    replicas = run_cfg.train.get("replicas", 1)
+    if replicas > 1 or cfg.replica is not None:
+        if cfg.replica is None or not 0 <= cfg.replica < replicas:
+            raise UserError(f"replica={cfg.replica}: {cfg.ckpt} holds " + (
+                f"{replicas} replicas; choose one with replica=0..{replicas - 1} (replica k "
+                f"is seed {run_cfg.seed}+k)" if replicas > 1 else
+                "a single run; leave replica= out"))
+        weights = replica_weights(weights, cfg.replica)
     load_weights(models.generator, weights, "generator", cfg.ckpt)
     torch.manual_seed(cfg.seed)
     with torch.no_grad():

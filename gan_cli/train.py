@@ -7,7 +7,6 @@ import copy
 import csv
 import json
 import math
-import random
 import shutil
 import signal
 import time
@@ -15,13 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import plots
 from gan_cli.build import build_data, build_logger, build_loss, build_models, build_optimizers, \
-    describe_device, pick_device
+    build_replicas, describe_device, pick_device, seed_everything
 from gan_cli.checkpoint import atomic_write, load_checkpoint, load_for_resume, load_weights, \
     prune_checkpoints, rng_states, run_folder_of, save_checkpoint, set_rng_states
 from gan_cli.config import UserError, validate_train_config
@@ -31,6 +29,7 @@ from gan_cli.health import STATS, HealthMonitor, first_non_finite_parameter, gra
 from gan_cli.loggers import flat_hparams
 from gan_cli.manifest import now_iso, run_manifest
 from gan_cli.models import ema_update
+from gan_cli.replicas import RandomDraws, median_row, replica_summary
 from gan_cli.unroll import unrolled
 
 CSV_COLUMNS = ["step", *STATS, "lr_g", "lr_d", "w1", "hq_fraction", "modes_covered", "mode_kl"]
@@ -69,12 +68,6 @@ def catch_stop_signals() -> Iterator[StopRequest]:
             signal.signal(sig, handler)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def _json_safe(x):
     """JSON has no NaN or infinity: write null instead."""
     if isinstance(x, float) and not math.isfinite(x):
@@ -89,6 +82,11 @@ def _json_safe(x):
 def write_json(path: Path, payload: dict) -> None:
     text = json.dumps(_json_safe(payload), indent=2, allow_nan=False)
     atomic_write(path, lambda tmp: tmp.write_text(text + "\n"))
+
+
+def as_list(x) -> list:
+    """A checkpoint's per-replica entry; a single run's checkpoint may hold the bare value."""
+    return x if isinstance(x, list) else [x]
 
 
 def finite_or_none(x: Optional[float]) -> Optional[float]:
@@ -149,7 +147,17 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     seed_everything(cfg.seed)
 
     data = build_data(cfg.data, device)
-    models = build_models(cfg.model, data, device)
+    # train.replicas=R: R runs (seeds seed..seed+R-1) side by side, every tensor of the loop
+    # with a leading replica dimension; each draws its random inputs from its own generator
+    replicas = cfg.train.replicas
+    seeds = [cfg.seed + k for k in range(replicas)]
+    if replicas > 1:
+        models, generators = build_replicas(cfg.model, data, device, seeds)
+    else:
+        models, generators = build_models(cfg.model, data, device), None
+    draws = RandomDraws(data, models.noise, generators)
+    # the objectives map one replica's D outputs to a number: vmap gives one per replica
+    per_replica = torch.func.vmap if replicas > 1 else (lambda f: f)
     loss = build_loss(cfg.loss)
     optims = build_optimizers(cfg.optim, models)
     G, D, noise = models.generator, models.discriminator, models.noise
@@ -162,14 +170,17 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     steps, batch = t.steps, t.batch_size
     d_steps = t.d_steps or loss.n_critic
     w1_tol = cfg.eval.w1_tol or default_w1_tol(data)
-    # evaluation draws from its own generator so it never shifts the training random stream
-    eval_rng = torch.Generator(device=device).manual_seed(cfg.seed + 1_000_003)
-    eval_z = noise(cfg.eval.n_samples, generator=eval_rng)  # fixed: frames are comparable
+    # evaluation draws from its own generators so it never shifts the training random stream
+    eval_rngs = [torch.Generator(device=device).manual_seed(s + 1_000_003) for s in seeds]
+    # fixed, so that frames are comparable: (N, z), or (R, N, z) for replicas
+    eval_z = torch.stack([noise(cfg.eval.n_samples, generator=g) for g in eval_rngs]) \
+        if replicas > 1 else noise(cfg.eval.n_samples, generator=eval_rngs[0])
 
-    step, rows, converged_at = 0, [], None  # rows: the metrics.csv rows so far
-    final_metrics: dict = {}  # of the latest evaluation
+    step, rows = 0, []  # rows: the metrics.csv rows so far
+    converged_at: list[Optional[int]] = [None] * replicas  # per replica
+    final_metrics: list[dict] = [{}] * replicas  # of the latest evaluation, per replica
     # per-step statistics summed on the device, read once per log interval (no host sync)
-    health = HealthMonitor(device)
+    health = HealthMonitor(device, replicas=replicas)
     past_wall, past_train = 0.0, 0.0  # seconds spent in earlier sessions of a resumed run
     if resumed is not None:
         source = cfg.resume
@@ -183,14 +194,18 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             sched.load_state_dict(sched_state)
         eval_z = resumed["eval_z"].to(device)
         if resumed["device_type"] == device.type:
-            eval_rng.set_state(resumed["rng_eval"].cpu())
+            for g, state in zip(eval_rngs, as_list(resumed["rng_eval"])):
+                g.set_state(state.cpu())
             set_rng_states(resumed["rng"])
+            for g, state in zip(generators or [], resumed["rng_replicas"]):
+                g.set_state(state.cpu())
         else:  # another kind of device draws other random numbers anyway
             warnings.append(f"warning: resuming a {resumed['device_type']} run on {device}: it "
                             "continues, but not bit-identically to an uninterrupted run")
-        step, rows, converged_at = resumed["step"], resumed["rows"], resumed["converged_at"]
-        final_metrics = resumed["final_metrics"]
-        health = HealthMonitor(device, resumed["health"])
+        step, rows = resumed["step"], resumed["rows"]
+        converged_at = as_list(resumed["converged_at"])
+        final_metrics = as_list(resumed["final_metrics"])
+        health = HealthMonitor(device, resumed["health"], replicas)
         past_wall, past_train = resumed["wall_time_s"], resumed["train_time_s"]
 
     logger = build_logger(cfg.logger, run_dir, start_step=step)  # None for logger=none
@@ -200,16 +215,22 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     # metrics.csv holds exactly the checkpoint's rows, then grows: rows written after the
     # checkpoint by a run that was then killed are dropped, not duplicated
     csv_file = open(run_dir / "metrics.csv", "w", newline="")
-    metrics_csv = csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS, restval="",
+    # replicas: one row per replica and log step, named by the replica's index and seed
+    columns = CSV_COLUMNS[:1] + ["replica", "seed"] * (replicas > 1) + CSV_COLUMNS[1:]
+    metrics_csv = csv.DictWriter(csv_file, fieldnames=columns, restval="",
                                  extrasaction="ignore")  # mode_mass goes to mode_mass.csv
     metrics_csv.writeheader()
     metrics_csv.writerows(rows)
     csv_file.flush()
     frames = [run_dir / "plots" / f"samples_{r['step']:07d}.png" for r in rows if "w1" in r]
-    frames = [f for f in frames if f.is_file()]
+    frames = [f for f in dict.fromkeys(frames) if f.is_file()]  # replicas: one frame per step
     status, error, stop_signal = "failed", None, None
     eval_seconds = 0.0  # time spent off the training path (evaluation, plots, checkpoints)
     saved_step: Optional[int] = step if resumed is not None else None  # step of last.pt
+
+    def one_or_all(per_replica_values: list):
+        """A single run's checkpoint holds the bare value, as before replicas existed."""
+        return per_replica_values if replicas > 1 else per_replica_values[0]
 
     def checkpoint_state() -> dict:
         return {
@@ -223,11 +244,12 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             "schedulers": [s.state_dict() for s in optims.schedulers],
             "eval_z": eval_z,
             "rng": rng_states(device),
-            "rng_eval": eval_rng.get_state(),
+            "rng_eval": one_or_all([g.get_state() for g in eval_rngs]),
+            "rng_replicas": [g.get_state() for g in generators or []],
             "device_type": device.type,
             "rows": rows,
-            "converged_at": converged_at,
-            "final_metrics": final_metrics,
+            "converged_at": one_or_all(converged_at),
+            "final_metrics": one_or_all(final_metrics),
             "health": health.state_dict(),
             "wall_time_s": past_wall + time.perf_counter() - start_time,
             "train_time_s": past_train + time.perf_counter() - train_start - eval_seconds,
@@ -245,55 +267,86 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
 
     def check_finite() -> None:
         """The divergence check (a host sync): FloatingPointError on a non-finite loss,
-        gradient or weight, so that nothing non-finite is ever saved."""
-        health.check()
-        bad = first_non_finite_parameter(G, D)
-        if bad is not None:
-            raise FloatingPointError(f"parameter {bad} is not finite at step {step}")
+        gradient or weight, so that nothing non-finite is ever saved.
+
+        Replicas are independent: one that diverges is recorded and shown, and trains
+        on harmlessly (its NaNs stay in its own slice); only when all have diverged
+        does the run stop as diverged.
+        """
+        problems = health.problems()
+        if replicas == 1:
+            if problems[0] is not None:
+                raise FloatingPointError(problems[0])
+            bad = first_non_finite_parameter(G, D)
+            if bad is not None:
+                raise FloatingPointError(f"parameter {bad} is not finite at step {step}")
+            return
+        weights_finite = (G.finite() & D.finite()).tolist()
+        for k, (problem, finite) in enumerate(zip(problems, weights_finite)):
+            if k not in health.diverged and (problem or not finite):
+                health.diverged[k] = problem or f"a weight is not finite at step {step}"
+                console.line(f"replica {k} (seed {seeds[k]}) diverged: {health.diverged[k]}")
+        if len(health.diverged) == replicas:
+            raise FloatingPointError(f"every replica diverged (replica 0: {health.diverged[0]})")
 
     def warn(message: Optional[str]) -> None:
         if message is not None:
             console.line(message)
 
     # D's verdict on each point of a grid, for the 1-D pictures; not drawn when D judges
-    # a sample only together with others (packing, minibatch layers)
+    # a sample only together with others (packing, minibatch layers), nor for replicas
     d_cfg = cfg.model.discriminator
     per_sample = d_cfg.get("pack", 1) == 1 and d_cfg.get("minibatch", "none") == "none"
-    d_curve = (lambda x: loss.output(D(x))) if per_sample else None
+    d_curve = (lambda x: loss.output(D(x))) if per_sample and replicas == 1 else None
 
     def write_mode_mass() -> None:
-        """mode_mass.csv: per evaluation, each mode's share of high-quality samples."""
-        mass = [(r["step"], r["mode_mass"]) for r in rows if "mode_mass" in r]
-        header = "step," + ",".join(f"mode_{k}" for k in range(len(mass[0][1])))
-        lines = [header] + [f"{s}," + ",".join(f"{m:.6g}" for m in ms) for s, ms in mass]
+        """mode_mass.csv: per evaluation (and replica), each mode's share of high-quality
+        samples."""
+        keys = ["step", "replica"] if replicas > 1 else ["step"]
+        mass = [([r[k] for k in keys], r["mode_mass"]) for r in rows if "mode_mass" in r]
+        header = ",".join(keys + [f"mode_{k}" for k in range(len(mass[0][1]))])
+        lines = [header] + [",".join([*map(str, key), *(f"{m:.6g}" for m in ms)])
+                            for key, ms in mass]
         atomic_write(run_dir / "mode_mass.csv",
                      lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
 
-    def evaluate() -> dict:
-        nonlocal converged_at
+    def evaluate() -> list[dict]:
+        """Each replica's metrics (one entry for a single run); the frame; a console line."""
         G_eval.eval()  # no dropout: evaluation must not draw from the training stream
         with torch.no_grad():
-            fake = G_eval(eval_z)  # (N, d)
-            real = data.sample(cfg.eval.n_samples, generator=eval_rng, exact_weights=True)
+            fake = G_eval(eval_z)  # (N, d), or (R, N, d)
         G.train()
-        metrics = evaluate_mixture(fake, real, data, cfg.eval.projections, cfg.eval.hq_sigmas,
-                                   generator=eval_rng)
-        if converged_at is None and is_converged(metrics, w1_tol):
-            converged_at = step
+        fakes = list(fake) if replicas > 1 else [fake]
+        all_metrics, reals = [], []
+        for k, (fake_k, rng) in enumerate(zip(fakes, eval_rngs)):
+            reals.append(data.sample(cfg.eval.n_samples, generator=rng, exact_weights=True))
+            metrics = evaluate_mixture(fake_k, reals[-1], data, cfg.eval.projections,
+                                       cfg.eval.hq_sigmas, generator=rng)
+            if converged_at[k] is None and is_converged(metrics, w1_tol):
+                converged_at[k] = step
+            all_metrics.append(metrics)
         if cfg.eval.plots:
             D.eval()
             frame = run_dir / "plots" / f"samples_{step:07d}.png"
-            plots.plot_mixture(fake, real, data, frame, title=f"step {step}",
-                               discriminator=d_curve, d_is_probability=loss.probabilistic)
+            if replicas > 1:
+                plots.plot_replicas(fakes, data, frame, seeds, title=f"step {step}")
+            else:
+                plots.plot_mixture(fake, reals[0], data, frame, title=f"step {step}",
+                                   discriminator=d_curve, d_is_probability=loss.probabilistic)
             D.train()
             if frame not in frames:
                 frames.append(frame)
             if logger is not None:
-                logger.picture("samples", frame, fake, step)
-        console.line(f"eval  step {step}: w1 {metrics['w1']:.4f}  modes "
-                     f"{metrics['modes_covered']}/{metrics['n_modes']}  "
-                     f"hq {metrics['hq_fraction']:.3f}  mode_kl {metrics['mode_kl']:.4f}")
-        return metrics
+                logger.picture("samples", frame, fakes[0], step)
+        shown = median_row(all_metrics, skip=health.diverged)
+        median = "median " if replicas > 1 else ""
+        line = (f"eval  step {step}: {median}w1 {shown['w1']:.4f}  modes "
+                f"{shown['modes_covered']:g}/{shown['n_modes']:g}  hq {shown['hq_fraction']:.3f}  "
+                f"mode_kl {shown['mode_kl']:.4f}")
+        if replicas > 1:
+            line += f"  | converged {sum(c is not None for c in converged_at)}/{replicas}"
+        console.line(line)
+        return all_metrics
 
     console.line(f"run folder: {run_dir.resolve()}")
     for warning in warnings:
@@ -303,7 +356,9 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     console.line(f"device: {device_description}")
     if cfg.print_config:
         console.config_tree(OmegaConf.to_container(cfg, resolve=True))
-    console.line(f"data: {data.describe()} | seed {cfg.seed} | {steps} steps")
+    who = f"seeds {seeds[0]}..{seeds[-1]} ({replicas} replicas)" if replicas > 1 else \
+        f"seed {cfg.seed}"
+    console.line(f"data: {data.describe()} | {who} | {steps} steps")
     interval_start = train_start = time.perf_counter()
     G.train()
     D.train()
@@ -319,18 +374,21 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                 sigma = t.instance_noise * (1.0 - step / steps)
 
                 def blur(x: torch.Tensor) -> torch.Tensor:
-                    return x + sigma * torch.randn_like(x) if sigma > 0 else x
+                    return x + sigma * draws.normal_like(x) if sigma > 0 else x
 
-                # (1) D step(s): real samples up, fresh fakes (no G gradient) down
+                # (1) D step(s): real samples up, fresh fakes (no G gradient) down.
+                # Shapes are a single run's; replicas put (R, ...) in front of each.
                 for _ in range(d_steps):
-                    real = blur(data.sample(batch))  # (B, d)
+                    real = blur(draws.real(batch))  # (B, d)
                     with torch.no_grad():
-                        fake = blur(G(noise(batch)))  # (B, d)
+                        fake = blur(G(draws.noise(batch)))  # (B, d)
                     # separate passes: minibatch layers must see pure real or pure fake batches
                     real_logits, fake_logits = D(real), D(fake)  # (B / pack, 1) each
-                    d_loss = loss.d_loss(real_logits, fake_logits) + loss.penalty(D, real, fake)
+                    d_loss = per_replica(loss.d_loss)(real_logits, fake_logits) + \
+                        loss.penalty(D, real, fake)  # ()
                     opt_d.zero_grad(set_to_none=True)
-                    d_loss.backward()
+                    # replicas: the sum's gradient for each replica's weights is its own loss's
+                    d_loss.sum().backward()
                     grad_norm_d = grad_norm(D)
                     opt_d.step()
                     loss.after_d_step(D)  # e.g. WGAN's weight clipping
@@ -340,11 +398,11 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                     D_for_g = D
                     if t.unroll_steps:
                         D_for_g = unrolled(D, opt_d, loss, t.unroll_steps,
-                                           real_batch=lambda: blur(data.sample(batch)),
-                                           fake_batch=lambda: blur(G(noise(batch))))
-                    g_loss = loss.g_loss(D_for_g(blur(G(noise(batch)))))
+                                           real_batch=lambda: blur(draws.real(batch)),
+                                           fake_batch=lambda: blur(G(draws.noise(batch))))
+                    g_loss = per_replica(loss.g_loss)(D_for_g(blur(G(draws.noise(batch)))))
                     opt_g.zero_grad(set_to_none=True)
-                    g_loss.backward()
+                    g_loss.sum().backward()
                     grad_norm_g = grad_norm(G)
                     opt_g.step()
 
@@ -356,10 +414,11 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                     # warm-up: early on the average must not remember the random init
                     ema_update(G_ema, G, decay=min(t.ema, (1 + step) / (10 + step)))
                 with torch.no_grad():  # in STATS order
+                    accuracy = per_replica(loss.accuracy)(real_logits, fake_logits)  # (2,)
                     health.add(step, torch.stack([
-                        d_loss, g_loss, loss.output(real_logits).mean(),
-                        loss.output(fake_logits).mean(), *loss.accuracy(real_logits, fake_logits),
-                        grad_norm_d, grad_norm_g]))
+                        d_loss, g_loss, loss.output(real_logits).mean((-2, -1)),
+                        loss.output(fake_logits).mean((-2, -1)), *accuracy.unbind(-1),
+                        grad_norm_d, grad_norm_g], dim=-1))
                 console.step(step)
 
                 # (4) log / evaluate / checkpoint at their intervals: the only host syncs.
@@ -372,24 +431,31 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                 check_finite()
                 off_path_start = time.perf_counter()
                 if do_log:
-                    means = health.means()
-                    row = {"step": step, **means, "lr_g": opt_g.param_groups[0]["lr"],
-                           "lr_d": opt_d.param_groups[0]["lr"]}
-                    console.interval(step, steps, row, health.steps / max(
-                        off_path_start - interval_start, 1e-9))
+                    lrs = {"lr_g": opt_g.param_groups[0]["lr"], "lr_d": opt_d.param_groups[0]["lr"]}
+                    new_rows = [{"step": step, **means, **lrs} for means in health.means()]
+                    if replicas > 1:
+                        for k, row in enumerate(new_rows):
+                            row.update(replica=k, seed=seeds[k])
+                    # the console and live logger show one row: for replicas, the median of
+                    # those that have not diverged
+                    console.interval(step, steps, median_row(new_rows, skip=health.diverged),
+                                     health.steps / max(off_path_start - interval_start, 1e-9))
                     health.reset()
-                    warn(health.d_wins_warning(step, means, loss.probabilistic))
+                    if replicas == 1:  # warnings about one run (per replica, they would flood)
+                        warn(health.d_wins_warning(step, new_rows[0], loss.probabilistic))
                     if do_eval:
                         final_metrics = evaluate()
-                        row.update({k: final_metrics[k] for k in CSV_COLUMNS if k in final_metrics})
-                        row["mode_mass"] = final_metrics["mode_mass"]
-                        warn(health.coverage_warning(step, final_metrics))
-                    rows.append(row)
+                        for row, metrics in zip(new_rows, final_metrics):
+                            row.update({k: metrics[k] for k in CSV_COLUMNS if k in metrics})
+                            row["mode_mass"] = metrics["mode_mass"]
+                        if replicas == 1:
+                            warn(health.coverage_warning(step, final_metrics[0]))
+                    rows.extend(new_rows)
                     if do_eval:
                         write_mode_mass()
-                    metrics_csv.writerow(row)
+                    metrics_csv.writerows(new_rows)
                     if logger is not None:
-                        logger.scalars(row)
+                        logger.scalars(median_row(new_rows, skip=health.diverged))
                     csv_file.flush()
                 if do_ckpt:
                     save(periodic=True)
@@ -423,13 +489,17 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             "steps_per_sec": round(step / train_time, 1) if train_time > 0 else None,
             "device": str(device),
             "seed": cfg.seed,
-            "metrics": {k: final_metrics[k] for k in SUMMARY_METRICS if k in final_metrics},
-            "converged_at_step": converged_at,
+            "metrics": {k: final_metrics[0][k] for k in SUMMARY_METRICS if k in final_metrics[0]},
+            "converged_at_step": converged_at[0],
             "w1_tol": w1_tol,
             # lower is better: what a sweeper (e.g. Optuna) minimises
-            "objective": finite_or_none(final_metrics.get("w1")),
+            "objective": finite_or_none(final_metrics[0].get("w1")),
             "run_dir": str(run_dir.resolve()),
         }
+        if replicas > 1:  # metrics, converged_at_step and objective: the replicas' medians
+            summary.update(replica_summary(seeds, final_metrics, converged_at, health.diverged,
+                                           SUMMARY_METRICS, status))
+            summary["objective"] = finite_or_none(summary["metrics"].get("w1"))
         if error:
             summary["error"] = error
         if health.warned:
@@ -441,6 +511,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             console.line(f"to continue: {summary['resume_command']}")
         summary["manifest"] = {**run_manifest(device, device_description, started_at),
                                "ended_at": now_iso()}
+        summary = _json_safe(summary)  # what the file holds: NaN and infinity as None
         write_json(run_dir / "summary.json", summary)
         try:  # pictures last: a full disk here must not cost the summary or the real error
             if rows:
@@ -452,9 +523,12 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         except OSError as e:
             console.line(f"warning: could not write the final plots or logs ({e})")
         if status == "completed":
-            console.table(f"final metrics after {step} steps", {
-                **summary["metrics"], "converged_at_step": converged_at,
-                "steps/s": summary["steps_per_sec"]})
+            counts = {"replicas converged": f"{summary['converged']}/{replicas}",
+                      "replicas diverged": summary["diverged"]} if replicas > 1 else {}
+            console.table(f"final metrics after {step} steps" + (
+                f" (median of {replicas} replicas)" if replicas > 1 else ""), {
+                **summary["metrics"], "converged_at_step": summary["converged_at_step"],
+                **counts, "steps/s": summary["steps_per_sec"]})
         console.line(f"{status}: {run_dir.resolve()}")
         console.close()
     return summary

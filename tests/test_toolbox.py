@@ -196,14 +196,13 @@ def test_coverage_warning_only_after_full_coverage():
 def test_non_finite_statistics_and_parameters_are_named():
     health = HealthMonitor(CPU)
     health.add(1, torch.ones(8))
-    health.check()
+    assert health.problems() == [None]
     stats = torch.ones(8)
     stats[6] = float("inf")  # grad_norm_d
     health.add(2, stats)
     stats[0] = float("nan")  # d_loss, one step later
     health.add(3, stats)
-    with pytest.raises(FloatingPointError, match="grad_norm_d is inf at step 2"):
-        health.check()
+    assert health.problems() == ["grad_norm_d is inf at step 2"]
     layer = torch.nn.Linear(2, 2)
     assert first_non_finite_parameter(layer) is None
     with torch.no_grad():

@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from gan_cli.config import UserError
+from gan_cli.replicas import draw_each
 
 
 def _as_float_tensor(value: Any, key: str) -> torch.Tensor:
@@ -79,8 +80,10 @@ class GaussianMixture:
         return self.weights @ self.means
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None,
-               exact_weights: bool = False) -> torch.Tensor:
-        """(n, d) samples; no host synchronisation.
+               exact_weights: bool = False,
+               generators: Optional[Sequence[torch.Generator]] = None) -> torch.Tensor:
+        """(n, d) samples; no host synchronisation. With `generators` (replicas),
+        (R, n, d) whose slice r is what a call with generator=generators[r] returns.
 
         exact_weights: each mode gets n * weight samples (to within one) instead of
         a multinomial count. Evaluation uses it: the count noise alone would put
@@ -90,9 +93,13 @@ class GaussianMixture:
             u = (torch.arange(n, device=self.device) + 0.5) / n
             k = torch.searchsorted(self.weights.cumsum(0), u).clamp(max=self.n_modes - 1)
         else:
-            k = torch.multinomial(self.weights, n, replacement=True, generator=generator)  # (n,)
-        eps = torch.randn(n, self.dim, device=self.device, generator=generator)
-        return self.means[k] + self.stds[k] * eps
+            def pick(shape, device, generator):  # (n,) mode indices
+                return torch.multinomial(self.weights, shape[0], replacement=True,
+                                         generator=generator)
+
+            k = draw_each(pick, (n,), self.device, generator, generators)  # (n,)
+        eps = draw_each(torch.randn, (n, self.dim), self.device, generator, generators)
+        return self.means[k] + self.stds[k] * eps  # (n, d)
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
         """Probability density at points x of shape (n, d) -> (n,)."""
