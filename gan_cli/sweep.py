@@ -54,7 +54,7 @@ class Group:
 @dataclass
 class SweepReport:
     sweep_dir: Path
-    jobs: list[dict]  # one per job folder, in job order (see read_job)
+    jobs: list[dict]  # one per job folder (or replica), in job order (see read_job)
     swept: list[str]  # override keys whose value differs between jobs
     groups: list[Group]
 
@@ -88,8 +88,9 @@ def parse_override(override: str) -> tuple[str, str]:
     return key.lstrip("+~"), value
 
 
-def read_job(folder: Path) -> dict:
-    """One job folder as a row: its overrides, status, final metrics and times."""
+def read_job(folder: Path) -> list[dict]:
+    """One job folder as a row (a row per replica for train.replicas): its overrides,
+    status, final metrics and times."""
     overrides: list[str] = []
     overrides_file = folder / ".hydra" / "overrides.yaml"
     if overrides_file.is_file():
@@ -105,7 +106,7 @@ def read_job(folder: Path) -> dict:
     except (OSError, ValueError) as e:
         error = f"unreadable summary.json ({e})"
     metrics = summary.get("metrics") or {}
-    return {
+    row = {
         "job": folder.name,
         "folder": folder,
         "overrides": overrides,
@@ -118,13 +119,27 @@ def read_job(folder: Path) -> dict:
         "wall_time_s": summary.get("wall_time_s"),
         "error": summary.get("error", error),
     }
+    return [row] if "per_replica" not in summary else replica_rows(row, summary)
+
+
+def replica_rows(row: dict, summary: dict) -> list[dict]:
+    """A train.replicas job as one row per replica, each with its own seed (so it groups
+    like separate seed jobs) and its share of the job's wall time."""
+    wall = summary.get("wall_time_s")
+    return [{**row, "job": f"{row['job']}.{p['replica']}",
+             "params": {**row["params"], SEED: str(p["seed"])},
+             "status": p["status"], **{m: p["metrics"].get(m) for m in METRICS},
+             "converged_at_step": p["converged_at_step"], "objective": p["metrics"].get("w1"),
+             "wall_time_s": wall / len(summary["per_replica"]) if wall is not None else None,
+             "error": p.get("error")}
+            for p in summary["per_replica"]]
 
 
 def read_jobs(sweep_dir: Path) -> list[dict]:
     """Every job folder of a sweep: a subfolder holding .hydra/overrides.yaml or summary.json."""
     folders = [d for d in sweep_dir.iterdir() if d.is_dir() and (
         (d / ".hydra" / "overrides.yaml").is_file() or (d / "summary.json").is_file())]
-    return [read_job(d) for d in sorted(folders, key=_job_number)]
+    return [row for d in sorted(folders, key=_job_number) for row in read_job(d)]
 
 
 def swept_keys(jobs: Sequence[dict]) -> list[str]:

@@ -67,6 +67,24 @@ def test_a_sweep_runs_every_job_and_fails_only_for_a_failed_one(tmp_path):
     assert (folder / "sweep_summary.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_replica_job_counts_as_one_row_per_seed(tmp_path):
+    proc = run(["gan-train", "-m", *QUICK, "train.replicas=3", "seed=5",
+                "optim.generator.lr=1e-3,1e-4"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    folder = sweep_dir(tmp_path)
+    rows = summary_rows(folder)
+    assert [(r["job"], r["seed"], r["optim.generator.lr"]) for r in rows] == [
+        (f"{job}.{k}", str(5 + k), lr) for job, lr in (("0", "0.001"), ("1", "0.0001"))
+        for k in range(3)]
+    for row in rows:
+        job, k = row["job"].split(".")
+        replica = job_summary(folder, job)["per_replica"][int(k)]
+        assert row["w1"] == f"{replica['metrics']['w1']:.6g}"
+    # grouped by learning rate, each group the 3 seeds of its job
+    table = proc.stdout[proc.stdout.index("sweep summary: 6 jobs"):]
+    assert table.count("│ 3 │") == 2, table
+
+
 def test_a_diverged_job_is_a_result_not_a_failure(tmp_path):
     # a single run that diverges exits 1 (test_cli); in a sweep it is a legitimate result
     proc = run(["gan-train", "-m", *QUICK, "optim.discriminator.lr=1e38"], tmp_path)
