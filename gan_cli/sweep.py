@@ -224,7 +224,10 @@ def print_table(report: SweepReport, file: Any = None) -> None:
     file = file or sys.stdout
     # a log file or a pipe gets the whole table, not 80 columns of it
     console = Console(file=file, width=None if file.isatty() else 200)
-    title = f"sweep summary: {len(report.jobs)} jobs in {report.sweep_dir}"
+    folders = len({j["folder"] for j in report.jobs})
+    runs = f" ({len(report.jobs)} runs: train.replicas counted one by one)" \
+        if folders < len(report.jobs) else ""
+    title = f"sweep summary: {folders} jobs{runs} in {report.sweep_dir}"
     table = Table(title=title, header_style="bold", title_justify="left")
     for key in report.group_by or ["jobs"]:
         table.add_column(key)

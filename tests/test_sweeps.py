@@ -81,7 +81,8 @@ def test_a_replica_job_counts_as_one_row_per_seed(tmp_path):
         replica = job_summary(folder, job)["per_replica"][int(k)]
         assert row["w1"] == f"{replica['metrics']['w1']:.6g}"
     # grouped by learning rate, each group the 3 seeds of its job
-    table = proc.stdout[proc.stdout.index("sweep summary: 6 jobs"):]
+    table = proc.stdout[proc.stdout.index(
+        "sweep summary: 2 jobs (6 runs: train.replicas counted one by one)"):]
     assert table.count("│ 3 │") == 2, table
 
 
