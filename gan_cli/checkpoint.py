@@ -22,8 +22,9 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from gan_cli.config import UserError
+from gan_cli.config import TrainConfig, UserError
 
 # the only settings a resumed run may change: the rest is the run's own config
 RESUMABLE_OVERRIDES = ("resume", "train.steps", "device")
@@ -109,6 +110,17 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     return state
 
 
+def run_config(state: dict, source: str | Path) -> DictConfig:
+    """The config a checkpoint was written with. Keys added to gan_cli since then take
+    their defaults, which keep the behaviour of the version that wrote it."""
+    try:
+        return OmegaConf.merge(OmegaConf.structured(TrainConfig), state["config"])
+    except OmegaConfBaseException as e:
+        reason = str(e).splitlines()[0]
+        raise UserError(f"{source}: the checkpoint's config does not fit this gan_cli "
+                        f"({reason})") from None
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder means its checkpoints/last.pt."""
     p = Path(path).expanduser()
@@ -189,7 +201,7 @@ def load_for_resume(resume: str, cfg: DictConfig, overrides: Sequence[str],
     if missing:
         raise UserError(f"resume={resume}: the checkpoint lacks {', '.join(missing)} (written by "
                         "an older gan_cli?); gan-sample can still use it, resume cannot")
-    run_cfg = OmegaConf.create(state["config"])
+    run_cfg = run_config(state, resume)
     if "train.steps" in keys:
         run_cfg.train.steps = cfg.train.steps
     if "device" in keys:

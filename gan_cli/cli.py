@@ -93,8 +93,10 @@ def _train_task(cfg: DictConfig) -> Optional[float]:
         hand_over_to_submitit(summary.get("stop_signal"))  # requeue, if submitit's signal
         if in_sweep and hydra_cfg.launcher.get("_target_") == BASIC_LAUNCHER:
             raise SweepInterrupted(summary.get("stop_signal") or "a signal", hydra_cfg.sweep.dir)
-    # what a sweeper (Optuna) minimises: a diverged run ranks last; a failed job has no value
-    return float("inf") if status == "diverged" else summary["objective"]
+    # what a sweeper (Optuna) minimises: a diverged run (or one whose replicas mostly
+    # diverged: objective null) ranks last; a failed job has no value
+    no_value = status == "diverged" or (status == "completed" and summary["objective"] is None)
+    return float("inf") if no_value else summary["objective"]
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sample")

@@ -63,7 +63,9 @@ class Replicas(nn.Module):
         """(R,): each replica's L2 norm of all its gradients together."""
         squares = [p.grad.flatten(1).square().sum(1) for p in self.parameters()
                    if p.grad is not None]
-        return torch.stack(squares).sum(0).sqrt() if squares else torch.zeros(self.count)
+        if not squares:
+            return torch.zeros(self.count, device=next(self.parameters()).device)
+        return torch.stack(squares).sum(0).sqrt()
 
     def finite(self) -> torch.Tensor:
         """(R,) bool: whether every weight of each replica is finite."""
@@ -161,7 +163,9 @@ def replica_summary(seeds: list[int], final_metrics: list[dict],
     that did not diverge the median of each metric and its interquartile range.
 
     converged_at_step is the (lower) median over all replicas, counting one that never
-    converged as never: null when fewer than half converged.
+    converged as never: null when fewer than half converged. The objective (what a
+    sweeper minimises) is the median w1 over all replicas, a diverged one counting as
+    infinite: a setting where most seeds diverge ranks last, not by its survivors.
     """
     per_replica = []
     for k, seed in enumerate(seeds):
@@ -184,8 +188,12 @@ def replica_summary(seeds: list[int], final_metrics: list[dict],
             iqr[key] = [q[0], q[2]]
     steps = sorted(math.inf if c is None else c for c in converged_at)
     lower_median = steps[(len(steps) - 1) // 2]
+    w1 = [math.inf if e["status"] == "diverged" else e["metrics"].get("w1", math.nan)
+          for e in per_replica]
+    objective = statistics.median(w1) if all(not math.isnan(w) for w in w1) else math.nan
     return {
         "metrics": median,
+        "objective": objective if math.isfinite(objective) else None,
         "metrics_iqr": iqr,  # [25th, 75th percentile] over the replicas that did not diverge
         "converged_at_step": None if lower_median == math.inf else lower_median,
         "replicas": len(seeds),

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from gan_cli import plots
 from gan_cli.build import build_data, build_models, pick_device
-from gan_cli.checkpoint import atomic_write, load_checkpoint, load_weights
+from gan_cli.checkpoint import atomic_write, load_checkpoint, load_weights, run_config
 from gan_cli.config import UserError
 from gan_cli.replicas import replica_weights
 
@@ -26,7 +26,7 @@ def sample(cfg: DictConfig) -> Path:
         raise UserError(f"n={cfg.n}: must be a positive integer")
     device = pick_device(cfg.device)
     state = load_checkpoint(cfg.ckpt, device)
-    run_cfg = OmegaConf.create(state["config"])
+    run_cfg = run_config(state, cfg.ckpt)
     data = build_data(run_cfg.data, device)
     models = build_models(run_cfg.model, data, device)
     weights = state["generator_ema"] if cfg.ema and state.get("generator_ema") else \

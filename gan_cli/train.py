@@ -21,7 +21,7 @@ from gan_cli import plots
 from gan_cli.build import build_data, build_logger, build_loss, build_models, build_optimizers, \
     build_replicas, describe_device, pick_device, seed_everything
 from gan_cli.checkpoint import atomic_write, load_checkpoint, load_for_resume, load_weights, \
-    prune_checkpoints, rng_states, run_folder_of, save_checkpoint, set_rng_states
+    prune_checkpoints, rng_states, run_config, run_folder_of, save_checkpoint, set_rng_states
 from gan_cli.config import UserError, validate_train_config
 from gan_cli.console import RunConsole
 from gan_cli.evaluate import default_w1_tol, evaluate_mixture, is_converged
@@ -84,8 +84,14 @@ def write_json(path: Path, payload: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text + "\n"))
 
 
+def one_or_all(per_replica_values: list, replicas: int):
+    """A per-replica value as a checkpoint holds it: a single run's bare, as before
+    replicas existed (as_list undoes it)."""
+    return per_replica_values if replicas > 1 else per_replica_values[0]
+
+
 def as_list(x) -> list:
-    """A checkpoint's per-replica entry; a single run's checkpoint may hold the bare value."""
+    """A checkpoint's per-replica entry as a list (one entry for a single run)."""
     return x if isinstance(x, list) else [x]
 
 
@@ -108,10 +114,10 @@ def record_failure(run_dir: str | Path, message: str, in_sweep: bool) -> None:
                 run_dir.parent.rmdir()  # (never a folder the user chose, like the current one)
 
 
-def same_run(cfg: DictConfig, saved_config: dict) -> bool:
+def same_run(cfg: DictConfig, saved: DictConfig) -> bool:
     """Whether cfg is the config a checkpoint was written with (resume= aside)."""
-    ours = OmegaConf.to_container(cfg, resolve=True)
-    return {**ours, "resume": None} == {**saved_config, "resume": None}
+    ours, theirs = (OmegaConf.to_container(c, resolve=True) for c in (cfg, saved))
+    return {**ours, "resume": None} == {**theirs, "resume": None}
 
 
 def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> dict:
@@ -128,7 +134,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     if not cfg.resume and (Path(run_dir) / "checkpoints" / "last.pt").is_file():
         # the folder already holds a run (a requeued cluster job, a reused hydra.run.dir):
         # the same config continues it, another is refused, and nothing is overwritten
-        if not same_run(cfg, load_checkpoint(run_dir)["config"]):
+        if not same_run(cfg, run_config(load_checkpoint(run_dir), run_dir)):
             raise UserError(f"{run_dir} already holds a run with another config; choose a new "
                             f"folder, or resume={run_dir} to continue that one")
         cfg.resume, overrides = str(run_dir), ()
@@ -178,7 +184,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
 
     step, rows = 0, []  # rows: the metrics.csv rows so far
     converged_at: list[Optional[int]] = [None] * replicas  # per replica
-    final_metrics: list[dict] = [{}] * replicas  # of the latest evaluation, per replica
+    final_metrics: list[dict] = [{} for _ in seeds]  # of the latest evaluation, per replica
     # per-step statistics summed on the device, read once per log interval (no host sync)
     health = HealthMonitor(device, replicas=replicas)
     past_wall, past_train = 0.0, 0.0  # seconds spent in earlier sessions of a resumed run
@@ -197,7 +203,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             for g, state in zip(eval_rngs, as_list(resumed["rng_eval"])):
                 g.set_state(state.cpu())
             set_rng_states(resumed["rng"])
-            for g, state in zip(generators or [], resumed["rng_replicas"]):
+            for g, state in zip(generators or [], resumed.get("rng_replicas", [])):
                 g.set_state(state.cpu())
         else:  # another kind of device draws other random numbers anyway
             warnings.append(f"warning: resuming a {resumed['device_type']} run on {device}: it "
@@ -228,10 +234,6 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     eval_seconds = 0.0  # time spent off the training path (evaluation, plots, checkpoints)
     saved_step: Optional[int] = step if resumed is not None else None  # step of last.pt
 
-    def one_or_all(per_replica_values: list):
-        """A single run's checkpoint holds the bare value, as before replicas existed."""
-        return per_replica_values if replicas > 1 else per_replica_values[0]
-
     def checkpoint_state() -> dict:
         return {
             "step": step,
@@ -244,12 +246,12 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             "schedulers": [s.state_dict() for s in optims.schedulers],
             "eval_z": eval_z,
             "rng": rng_states(device),
-            "rng_eval": one_or_all([g.get_state() for g in eval_rngs]),
+            "rng_eval": one_or_all([g.get_state() for g in eval_rngs], replicas),
             "rng_replicas": [g.get_state() for g in generators or []],
             "device_type": device.type,
             "rows": rows,
-            "converged_at": one_or_all(converged_at),
-            "final_metrics": one_or_all(final_metrics),
+            "converged_at": one_or_all(converged_at, replicas),
+            "final_metrics": one_or_all(final_metrics, replicas),
             "health": health.state_dict(),
             "wall_time_s": past_wall + time.perf_counter() - start_time,
             "train_time_s": past_train + time.perf_counter() - train_start - eval_seconds,
@@ -267,7 +269,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
 
     def check_finite() -> None:
         """The divergence check (a host sync): FloatingPointError on a non-finite loss,
-        gradient or weight, so that nothing non-finite is ever saved.
+        gradient or weight, so that a single run never saves anything non-finite.
 
         Replicas are independent: one that diverges is recorded and shown, and trains
         on harmlessly (its NaNs stay in its own slice); only when all have diverged
@@ -302,7 +304,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     def write_mode_mass() -> None:
         """mode_mass.csv: per evaluation (and replica), each mode's share of high-quality
         samples."""
-        keys = ["step", "replica"] if replicas > 1 else ["step"]
+        keys = ["step", "replica", "seed"] if replicas > 1 else ["step"]
         mass = [([r[k] for k in keys], r["mode_mass"]) for r in rows if "mode_mass" in r]
         header = ",".join(keys + [f"mode_{k}" for k in range(len(mass[0][1]))])
         lines = [header] + [",".join([*map(str, key), *(f"{m:.6g}" for m in ms)])
@@ -336,8 +338,9 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             D.train()
             if frame not in frames:
                 frames.append(frame)
-            if logger is not None:
-                logger.picture("samples", frame, fakes[0], step)
+            if logger is not None:  # its histogram: the first replica that has not diverged
+                shown = next(k for k in range(replicas) if k not in health.diverged)
+                logger.picture("samples", frame, fakes[shown], step)
         shown = median_row(all_metrics, skip=health.diverged)
         median = "median " if replicas > 1 else ""
         line = (f"eval  step {step}: {median}w1 {shown['w1']:.4f}  modes "
@@ -461,7 +464,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                     save(periodic=True)
                 eval_seconds += time.perf_counter() - off_path_start
                 interval_start = time.perf_counter()
-            check_finite()  # never save a NaN
+            check_finite()  # never save a NaN (but a diverged replica's, marked as such)
             save(periodic=False)
         status = "completed" if step >= steps else "interrupted"
         if status == "interrupted":
@@ -499,7 +502,6 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         if replicas > 1:  # metrics, converged_at_step and objective: the replicas' medians
             summary.update(replica_summary(seeds, final_metrics, converged_at, health.diverged,
                                            SUMMARY_METRICS, status))
-            summary["objective"] = finite_or_none(summary["metrics"].get("w1"))
         if error:
             summary["error"] = error
         if health.warned:

@@ -82,7 +82,7 @@ def test_summary_files_and_sampling_of_a_replica_run(run_tiny, tmp_path):
     last = [r for r in rows if r["step"] == "60"]
     assert [float(r["w1"]) for r in last] == pytest.approx(w1s)
     mass = (run_dir / "mode_mass.csv").read_text().splitlines()
-    assert mass[0] == "step,replica,mode_0,mode_1,mode_2"
+    assert mass[0] == "step,replica,seed,mode_0,mode_1,mode_2"
     assert len(mass) == 1 + 4 * 2  # evaluations at steps 30 and 60
     assert (run_dir / "plots" / "samples_0000060.png").stat().st_size > 0
     assert (run_dir / "plots" / "losses.png").stat().st_size > 0
@@ -116,8 +116,27 @@ def test_a_diverged_replica_is_recorded_and_the_others_finish(run_tiny, monkeypa
     assert "d_loss is nan at step 1" in summary["per_replica"][1]["error"]
     healthy = [summary["per_replica"][k]["metrics"]["w1"] for k in (0, 2)]
     assert summary["metrics"]["w1"] == pytest.approx(statistics.median(healthy))
+    # what a sweeper ranks: the diverged seed counts as infinitely bad, not as absent
+    assert summary["objective"] == pytest.approx(max(healthy))
     log = (run_dir / "train.log").read_text()
     assert log.count("replica 1 (seed 1) diverged") == 1
+
+
+def test_a_diverged_first_replica_leaves_the_live_logger_working(run_tiny, monkeypatch):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed; CI installs it")
+    real_build = build.build_replicas
+
+    def with_replica_0_broken(*args, **kwargs):
+        models, generators = real_build(*args, **kwargs)
+        with torch.no_grad():
+            next(models.generator.parameters())[0].fill_(float("nan"))
+        return models, generators
+
+    monkeypatch.setattr("gan_cli.train.build_replicas", with_replica_0_broken)
+    summary, run_dir = run_tiny("train.replicas=2", "logger=tensorboard")
+    assert summary["status"] == "completed" and summary["per_replica"][0]["status"] == "diverged"
+    assert summary["objective"] is None  # the median of w1 and infinity
+    assert any((run_dir / "tb").iterdir())
 
 
 def test_every_replica_diverging_stops_the_run(run_tiny):
@@ -178,3 +197,20 @@ def test_replicas_module_runs_each_copy_on_its_own_slice():
         net(x[k]).sum().backward()
         expected = torch.cat([p.grad.flatten() for p in net.parameters()]).norm()
         torch.testing.assert_close(norms[k], expected)
+
+
+def test_a_checkpoint_from_before_replicas_still_resumes(tmp_path):
+    """A checkpoint written before train.replicas (and threads) existed: the new keys
+    take their defaults, which keep the old behaviour."""
+    base = ["experiment=smoke", "device=cpu", "train.ckpt_every=null", "eval.plots=false",
+            "eval.n_samples=500", "optim/schedule=constant"]
+    train(compose_train(base + ["train.steps=20"]), tmp_path / "old")
+    last = tmp_path / "old" / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    del state["config"]["train"]["replicas"], state["config"]["threads"]
+    del state["rng_replicas"], state["health"]["diverged"]
+    torch.save(state, last)
+    summary = train(compose_train(base + ["train.steps=30", f"resume={tmp_path / 'old'}"]),
+                    tmp_path / "ignored", overrides=["train.steps=30"])
+    assert summary["status"] == "completed" and summary["step"] == 30
+    assert load_checkpoint(tmp_path / "old")["config"]["train"]["replicas"] == 1
