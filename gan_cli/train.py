@@ -179,8 +179,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     # evaluation draws from its own generators so it never shifts the training random stream
     eval_rngs = [torch.Generator(device=device).manual_seed(s + 1_000_003) for s in seeds]
     # fixed, so that frames are comparable: (N, z), or (R, N, z) for replicas
-    eval_z = torch.stack([noise(cfg.eval.n_samples, generator=g) for g in eval_rngs]) \
-        if replicas > 1 else noise(cfg.eval.n_samples, generator=eval_rngs[0])
+    eval_z = noise(cfg.eval.n_samples, generator=eval_rngs[0],
+                   generators=eval_rngs if replicas > 1 else None)
 
     step, rows = 0, []  # rows: the metrics.csv rows so far
     converged_at: list[Optional[int]] = [None] * replicas  # per replica
