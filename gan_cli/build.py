@@ -18,7 +18,6 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.config import UserError
-from gan_cli.data.gaussian import GaussianMixture
 from gan_cli.models import NoisePrior, Pack, Shift, spectral_normalise
 from gan_cli.replicas import Replicas, copy_of_global_generator
 
@@ -70,7 +69,8 @@ def describe_device(device: torch.device, requested: str) -> str:
     return f"{device} ({what}{', picked by device=auto' if requested == 'auto' else ''})"
 
 
-def build_data(data_cfg: DictConfig, device: torch.device) -> GaussianMixture:
+def build_data(data_cfg: DictConfig, device: torch.device) -> Any:
+    """The data source: a GaussianMixture or IDXImages (see gan_cli/data/)."""
     return instantiate(data_cfg, "data", device=device, _convert_="all")
 
 
@@ -81,22 +81,29 @@ class Models:
     noise: NoisePrior
 
 
-def build_models(model_cfg: DictConfig, data: GaussianMixture, device: torch.device) -> Models:
+def build_models(model_cfg: DictConfig, data: Any, device: torch.device) -> Models:
     g_cfg = OmegaConf.to_container(model_cfg.generator)
-    if model_cfg.widths_per_mode:
+    if model_cfg.get("widths_per_mode", False):
+        if not hasattr(data, "n_modes"):
+            raise UserError("model.widths_per_mode=true needs mixture data (it scales G's "
+                            "widths by the number of modes); set it to false")
         g_cfg["hidden"] = [w * data.n_modes for w in g_cfg["hidden"]]
     noise_cfg = OmegaConf.to_container(model_cfg.noise)
     noise_cfg["dim"] = noise_cfg["dim"] or data.dim
-    generator = instantiate(g_cfg, "model.generator", in_dim=noise_cfg["dim"], out_dim=data.dim)
+    shape = list(data.shape)  # one sample's: [d], or [C, H, W] for images
+    generator = instantiate(g_cfg, "model.generator", in_dim=noise_cfg["dim"], out_dim=shape,
+                            _convert_="all")
     d_cfg = OmegaConf.to_container(model_cfg.discriminator)
     # PacGAN and spectral norm wrap any discriminator, so they are applied here
     pack, spectral_norm = d_cfg.pop("pack", 1), d_cfg.pop("spectral_norm", False)
-    discriminator = instantiate(d_cfg, "model.discriminator", in_dim=pack * data.dim, out_dim=1)
+    packed = [pack * shape[0], *shape[1:]]  # m samples side by side, or m images' channels
+    discriminator = instantiate(d_cfg, "model.discriminator", in_dim=packed, out_dim=1,
+                                _convert_="all")
     if spectral_norm:
         discriminator = spectral_normalise(discriminator)
     if pack > 1:
         discriminator = torch.nn.Sequential(Pack(pack), discriminator)
-    if model_cfg.center:
+    if model_cfg.get("center", False) and len(shape) == 1:  # (images are already in [-1, 1])
         # the networks see the data centred on 0, where their layers' initial kinks lie:
         # without it, D is nearly linear around N(4, 0.5) and cannot tell G's too-narrow
         # output from the real spread (w1 0.24 instead of 0.03 on data=unimodal)
@@ -107,7 +114,7 @@ def build_models(model_cfg: DictConfig, data: GaussianMixture, device: torch.dev
     return Models(generator.to(device), discriminator.to(device), noise)
 
 
-def build_replicas(model_cfg: DictConfig, data: GaussianMixture, device: torch.device,
+def build_replicas(model_cfg: DictConfig, data: Any, device: torch.device,
                    seeds: Sequence[int]) -> tuple[Models, list[torch.Generator]]:
     """Networks stacked from one build per seed (train.replicas), each replica's weights
     those a single run with its seed starts from; and per replica a generator in the

@@ -85,6 +85,19 @@ class GaussianMixtureConfig:
 
 
 @dataclass
+class IDXImagesConfig:
+    """MNIST-format image sets: four IDX files, read once onto the training device."""
+
+    _target_: str = "gan_cli.data.mnist.IDXImages"
+    name: str = "mnist"  # mnist | fashion_mnist: which files, checksums and mirrors
+    root: Optional[str] = None  # folder holding the IDX files; null = <user cache>/gan_cli/<name>
+    download: bool = True  # fetch missing files from `mirrors` (checksums verified)
+    mirrors: list[str] = field(default_factory=list)  # base URLs tried in order
+    classes: Optional[list[int]] = None  # train on these labels only; null = all
+    limit: Optional[int] = None  # the first N training images (after `classes`); null = all
+
+
+@dataclass
 class NoiseConfig:
     dist: str = "normal"  # normal | uniform | stratified (uniform, one sample per stratum)
     dim: Optional[int] = None  # latent dimension; null = the data's dimension
@@ -101,6 +114,11 @@ class MLPConfig:
 
 
 @dataclass
+class GeneratorMLPConfig(MLPConfig):
+    output_activation: Optional[str] = None  # on G's output, e.g. tanh for images; null = linear
+
+
+@dataclass
 class DiscriminatorMLPConfig(MLPConfig):
     minibatch: str = "none"  # none | stddev | discrimination: a layer comparing samples in a batch
     spectral_norm: bool = False  # divide each weight by its largest singular value
@@ -109,13 +127,35 @@ class DiscriminatorMLPConfig(MLPConfig):
 
 @dataclass
 class MLPGANConfig:
-    generator: MLPConfig = field(default_factory=MLPConfig)
+    generator: GeneratorMLPConfig = field(default_factory=GeneratorMLPConfig)
     discriminator: DiscriminatorMLPConfig = field(default_factory=DiscriminatorMLPConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     # multiply the generator's hidden widths by the number of modes (seed 000's "one-stop" G)
     widths_per_mode: bool = False
     # subtract the data's mean from D's input and add it to G's output
     center: bool = True
+
+
+@dataclass
+class DCGANGeneratorConfig:
+    _target_: str = "gan_cli.models.DCGANGenerator"
+    width: int = 64  # channels of the last hidden layer (the first has twice as many)
+
+
+@dataclass
+class DCGANDiscriminatorConfig:
+    _target_: str = "gan_cli.models.DCGANDiscriminator"
+    width: int = 64  # channels of the first convolution (the second has twice as many)
+    batch_norm: bool = True  # after the second convolution (never on D's input)
+    spectral_norm: bool = False  # divide each weight by its largest singular value
+    pack: int = 1  # PacGAN: D judges this many images at once, stacked as channels
+
+
+@dataclass
+class DCGANConfig:
+    generator: DCGANGeneratorConfig = field(default_factory=DCGANGeneratorConfig)
+    discriminator: DCGANDiscriminatorConfig = field(default_factory=DCGANDiscriminatorConfig)
+    noise: NoiseConfig = field(default_factory=lambda: NoiseConfig(dist="normal", dim=100))
 
 
 @dataclass
@@ -207,7 +247,9 @@ def register_configs() -> None:
     cs.store(name="base_train", node=TrainConfig)
     cs.store(name="base_sample", node=SampleConfig)
     cs.store(group="data", name="base_gaussian", node=GaussianMixtureConfig)
+    cs.store(group="data", name="base_idx_images", node=IDXImagesConfig)
     cs.store(group="model", name="base_mlp", node=MLPGANConfig)
+    cs.store(group="model", name="base_dcgan", node=DCGANConfig)
     cs.store(group="loss", name="base_loss", node=LossConfig)
     cs.store(group="loss", name="base_wgan", node=WassersteinConfig)
     cs.store(group="loss", name="base_wgan_gp", node=WassersteinGPConfig)
@@ -268,14 +310,21 @@ def validate_train_config(cfg: DictConfig) -> None:
     m = cfg.model
     for who in ("generator", "discriminator"):
         node = m[who]
-        _require(node.activation in ACTIVATIONS, f"model.{who}.activation", node.activation,
-                 "allowed: " + ", ".join(ACTIVATIONS))
-        _require(0.0 <= node.dropout < 1.0, f"model.{who}.dropout", node.dropout,
-                 "must be in [0, 1)")
-        _require(all(isinstance(w, int) and w > 0 for w in node.hidden), f"model.{who}.hidden",
-                 list(node.hidden), "must be a list of positive integers")
+        if "hidden" in node:  # an MLP
+            _require(node.activation in ACTIVATIONS, f"model.{who}.activation", node.activation,
+                     "allowed: " + ", ".join(ACTIVATIONS))
+            _require(0.0 <= node.dropout < 1.0, f"model.{who}.dropout", node.dropout,
+                     "must be in [0, 1)")
+            _require(all(isinstance(w, int) and w > 0 for w in node.hidden),
+                     f"model.{who}.hidden", list(node.hidden), "must be a list of positive integers")
+        if "width" in node:  # a convolutional network
+            _positive(f"model.{who}.width", node.width, integer=True)
+    output = m.generator.get("output_activation")
+    _require(output is None or output in ACTIVATIONS, "model.generator.output_activation",
+             output, "allowed: null (linear), " + ", ".join(ACTIVATIONS))
     d = m.discriminator
-    _require(d.minibatch in MINIBATCH_LAYERS, "model.discriminator.minibatch", d.minibatch,
+    minibatch = d.get("minibatch", "none")
+    _require(minibatch in MINIBATCH_LAYERS, "model.discriminator.minibatch", minibatch,
              "allowed: " + ", ".join(MINIBATCH_LAYERS))
     _positive("model.discriminator.pack", d.pack, integer=True)
     _require(t.batch_size % d.pack == 0, "model.discriminator.pack", d.pack,
@@ -298,6 +347,7 @@ def _check_replica_support(cfg: DictConfig) -> None:
         (cfg.train.unroll_steps > 0, f"train.unroll_steps={cfg.train.unroll_steps}"),
         (cfg.model.discriminator.get("spectral_norm", False),
          "model.discriminator.spectral_norm=true"),
+        ("width" in cfg.model.generator, "a convolutional model (model=dcgan)"),
     ]
     for found, what in unsupported:
         _require(not found, "train.replicas", cfg.train.replicas,
@@ -320,6 +370,10 @@ def _check_loss_combinations(cfg: DictConfig) -> None:
         _positive("loss.gp_weight", loss.gp_weight)
         # the penalty constrains D's gradient per sample: a D that mixes the samples of a
         # batch (batch norm, minibatch layers) has no per-sample gradient (Gulrajani et al.)
-        minibatch = cfg.model.discriminator.get("minibatch", "none")
+        d = cfg.model.discriminator
+        minibatch = d.get("minibatch", "none")
         _require(minibatch == "none", "model.discriminator.minibatch", minibatch,
                  "loss=wgan_gp needs a D that judges each sample alone: use minibatch=none")
+        _require(not d.get("batch_norm", False), "model.discriminator.batch_norm", True,
+                 "loss=wgan_gp needs a D that judges each sample alone: set it to false "
+                 "(Gulrajani et al. drop batch norm from the critic)")

@@ -1,12 +1,19 @@
-"""Metrics for mixture data (definitions in design.md, "Metrics")."""
+"""Metrics and pictures of what G makes (definitions in design.md, "Metrics").
+
+The loop talks to one Evaluation per run: MixtureEvaluation for Gaussian mixtures
+(w1, modes, high-quality share), ImageEvaluation for images (a classifier's view).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
 
 import torch
+from omegaconf import DictConfig
 
+from gan_cli import plots
 from gan_cli.data.gaussian import GaussianMixture
 
 
@@ -75,3 +82,102 @@ def default_w1_tol(mixture: GaussianMixture) -> float:
 def is_converged(metrics: dict, w1_tol: float) -> bool:
     return metrics["modes_covered"] == metrics["n_modes"] and metrics["w1"] <= w1_tol and \
         math.isfinite(metrics["w1"])
+
+
+class MixtureEvaluation:
+    """Mixture data: w1, high-quality share, covered modes and mode KL per evaluation."""
+
+    columns = ("w1", "hq_fraction", "modes_covered", "mode_kl")  # metrics.csv
+    summary_keys = ("w1", "hq_fraction", "modes_covered", "n_modes", "mode_kl")
+    histogram = "mode"  # each evaluation's per-mode shares go to mode_mass.csv
+    objective = "w1"  # the metric a sweeper minimises
+
+    def __init__(self, data: GaussianMixture, eval_cfg: DictConfig):
+        self.data, self.cfg = data, eval_cfg
+        self.w1_tol = eval_cfg.w1_tol or default_w1_tol(data)
+        self.real: Optional[torch.Tensor] = None  # the last real sample, for the picture
+
+    def metrics(self, fake: torch.Tensor, rng: torch.Generator) -> dict:
+        """fake (N, d) against N fresh real samples drawn from rng (the evaluation's own)."""
+        self.real = self.data.sample(self.cfg.n_samples, generator=rng, exact_weights=True)
+        return evaluate_mixture(fake, self.real, self.data, self.cfg.projections,
+                                self.cfg.hq_sigmas, generator=rng)
+
+    def converged(self, metrics: dict) -> bool:
+        return is_converged(metrics, self.w1_tol)
+
+    @staticmethod
+    def line(m: dict) -> str:
+        return (f"w1 {m['w1']:.4f}  modes {m['modes_covered']:g}/{m['n_modes']:g}  "
+                f"hq {m['hq_fraction']:.3f}  mode_kl {m['mode_kl']:.4f}")
+
+    def start(self, plots_dir: Path) -> dict:
+        """Before training: what summary.json records about the evaluation itself."""
+        return {"w1_tol": self.w1_tol}
+
+    def picture(self, fakes: Sequence[torch.Tensor], path: Path, title: str,
+                seeds: Sequence[int], discriminator: Optional[Callable] = None,
+                d_is_probability: bool = True) -> None:
+        if len(fakes) > 1:
+            plots.plot_replicas(fakes, self.data, path, seeds, title=title)
+        else:
+            plots.plot_mixture(fakes[0], self.real, self.data, path, title=title,
+                               discriminator=discriminator, d_is_probability=d_is_probability)
+
+
+class ImageEvaluation:
+    """Image data: what a classifier trained on the real digits makes of G's images
+    (see gan_cli/image_metrics.py); pictures are grids from the fixed noise batch."""
+
+    columns = ("fd", "classifier_score", "classes_covered", "class_kl")
+    summary_keys = ("fd", "classifier_score", "classes_covered", "n_classes", "class_kl")
+    histogram = "class"  # each evaluation's predicted-class shares go to class_mass.csv
+    objective = "fd"
+    grid = 64  # images per picture (8 x 8), the first of the fixed evaluation batch
+
+    def __init__(self, data: Any, eval_cfg: DictConfig, device: torch.device,
+                 log: Callable[[str], None]):
+        from gan_cli.image_metrics import ImageMetrics, load_or_train_classifier
+
+        self.data = data
+        classifier, self.classifier_info = load_or_train_classifier(data, device, log=log)
+        self.scorer = ImageMetrics(classifier, data, n_reference=eval_cfg.n_samples)
+
+    def metrics(self, fake: torch.Tensor, rng: torch.Generator) -> dict:
+        metrics = dict(self.scorer(fake), n_classes=self.data.n_classes)
+        metrics["class_mass"] = metrics.pop("class_histogram")
+        return metrics
+
+    @staticmethod
+    def converged(metrics: dict) -> bool:
+        return False  # images have no target to converge to: converged_at_step stays null
+
+    @staticmethod
+    def line(m: dict) -> str:
+        return (f"fd {m['fd']:.3f}  score {m['classifier_score']:.2f}  classes "
+                f"{m['classes_covered']:g}/{m['n_classes']:g}  class_kl {m['class_kl']:.3f}")
+
+    def start(self, plots_dir: Path) -> dict:
+        """plots/real.png, and the classifier and real test images' own metrics (the
+        values a perfect G would reach) for summary.json."""
+        if plots_dir is not None:
+            plots.plot_images(self.data.images[:self.grid], plots_dir / "real.png",
+                              title=f"real training images ({self.data.describe()})")
+        reference = {k: v for k, v in self.scorer.reference.items() if k != "class_histogram"}
+        return {"classifier": self.classifier_info, "reference_metrics": reference}
+
+    def picture(self, fakes: Sequence[torch.Tensor], path: Path, title: str,
+                seeds: Sequence[int], **_: Any) -> None:
+        if len(fakes) > 1:  # one row of 8 per replica
+            images = torch.cat([f[:8] for f in fakes])
+            plots.plot_images(images, path, title=title, row_labels=[f"seed {s}" for s in seeds])
+        else:
+            plots.plot_images(fakes[0][:self.grid], path, title=title)
+
+
+def build_evaluation(data: Any, eval_cfg: DictConfig, device: torch.device,
+                     log: Callable[[str], None]):
+    """The Evaluation that suits the data: images or a mixture."""
+    if len(data.shape) > 1:
+        return ImageEvaluation(data, eval_cfg, device, log)
+    return MixtureEvaluation(data, eval_cfg)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
 
+from gan_cli.config import UserError
 from gan_cli.replicas import draw_each
 
 ACTIVATIONS = {
@@ -18,17 +20,30 @@ ACTIVATIONS = {
 }
 
 
+Shape = Union[int, Sequence[int]]  # one sample's shape: d, or (C, H, W) for images
+
+
+def numel(shape: Shape) -> int:
+    return math.prod(shape) if isinstance(shape, Sequence) else shape
+
+
 class MLP(nn.Sequential):
     """in_dim -> hidden... -> out_dim with a linear output (D's output is a logit).
 
+    in_dim, out_dim: a width or a sample's shape; an image is flattened on the way in
+    and shaped on the way out, so the same MLP serves vectors and images.
     minibatch: none | stddev | discrimination — a layer before the output that
     lets D compare each sample with the rest of its batch (a discriminator only).
+    output_activation: e.g. tanh for a generator of images in [-1, 1]; null = linear.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (64, 64),
-                 activation: str = "leaky_relu", dropout: float = 0.0, minibatch: str = "none"):
+    def __init__(self, in_dim: Shape, out_dim: Shape, hidden: Sequence[int] = (64, 64),
+                 activation: str = "leaky_relu", dropout: float = 0.0, minibatch: str = "none",
+                 output_activation: Optional[str] = None):
         layers: list[nn.Module] = []
-        width = in_dim
+        if isinstance(in_dim, Sequence) and len(in_dim) > 1:
+            layers.append(nn.Flatten())  # (B, C, H, W) -> (B, C*H*W)
+        width = numel(in_dim)
         for h in hidden:
             layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
             if dropout > 0:
@@ -40,8 +55,68 @@ class MLP(nn.Sequential):
         elif minibatch == "discrimination":
             layers.append(MinibatchDiscrimination(width))
             width += layers[-1].n_kernels
-        layers.append(nn.Linear(width, out_dim))
+        layers.append(nn.Linear(width, numel(out_dim)))
+        if output_activation is not None:
+            layers.append(ACTIVATIONS[output_activation]())
+        if isinstance(out_dim, Sequence) and len(out_dim) > 1:
+            layers.append(nn.Unflatten(1, tuple(out_dim)))  # (B, C*H*W) -> (B, C, H, W)
         super().__init__(*layers)
+
+
+def dcgan_init(module: nn.Module) -> nn.Module:
+    """DCGAN's initialisation (Radford et al.): conv weights ~ N(0, 0.02), batch-norm
+    scales ~ N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return module
+
+
+def _image_shape(shape: Shape, who: str) -> tuple[int, int, int]:
+    if not (isinstance(shape, Sequence) and len(shape) == 3 and shape[1] % 4 == 0
+            and shape[2] % 4 == 0):
+        raise UserError(f"model={who} needs images whose height and width divide by 4 "
+                        f"(data of shape {shape}); use model=mlp for vector data")
+    return tuple(shape)
+
+
+class DCGANGenerator(nn.Sequential):
+    """z (B, in_dim) -> image (B, C, H, W) in [-1, 1] for H, W divisible by 4 (28 x 28: seeds
+    001, 003): a transposed convolution to (2w, H/4, W/4), two stride-2 ones doubling the
+    size, batch norm and ReLU after each but the last, tanh on the output."""
+
+    def __init__(self, in_dim: int, out_dim: Shape, width: int = 64):
+        c, h, w = _image_shape(out_dim, "dcgan")
+        super().__init__(
+            nn.Unflatten(1, (in_dim, 1, 1)),  # (B, z) -> (B, z, 1, 1)
+            nn.ConvTranspose2d(in_dim, 2 * width, (h // 4, w // 4), bias=False),  # (B, 2w, H/4, W/4)
+            nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False),  # (B, w, H/2, W/2)
+            nn.BatchNorm2d(width), nn.ReLU(),
+            nn.ConvTranspose2d(width, c, 4, 2, 1),  # (B, C, H, W)
+            nn.Tanh())
+        dcgan_init(self)
+
+
+class DCGANDiscriminator(nn.Sequential):
+    """image (B, C, H, W) -> logit (B, out_dim): two stride-2 convolutions with LeakyReLU
+    0.2, batch norm on the second (never on D's input: seed 004), then one convolution
+    over the remaining (H/4, W/4) map. D judges real and fake batches in separate passes,
+    so batch norm never mixes the two (seed 003)."""
+
+    def __init__(self, in_dim: Shape, out_dim: int = 1, width: int = 64,
+                 batch_norm: bool = True):
+        c, h, w = _image_shape(in_dim, "dcgan")
+        super().__init__(
+            nn.Conv2d(c, width, 4, 2, 1), nn.LeakyReLU(0.2),  # (B, w, H/2, W/2)
+            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=not batch_norm),  # (B, 2w, H/4, W/4)
+            nn.BatchNorm2d(2 * width) if batch_norm else nn.Identity(), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * width, out_dim, (h // 4, w // 4)),  # (B, out_dim, 1, 1)
+            nn.Flatten())  # (B, out_dim)
+        dcgan_init(self)
 
 
 class MinibatchStdDev(nn.Module):
@@ -89,9 +164,12 @@ class Pack(nn.Module):
 
 @torch.no_grad()
 def ema_update(average: nn.Module, live: nn.Module, decay: float) -> None:
-    """average <- decay * average + (1 - decay) * live, weight by weight."""
+    """average <- decay * average + (1 - decay) * live, weight by weight; buffers (batch
+    norm's running statistics) are copied, as they describe the live network's activations."""
     for a, w in zip(average.parameters(), live.parameters()):
         a.lerp_(w, 1.0 - decay)
+    for a, b in zip(average.buffers(), live.buffers()):
+        a.copy_(b)
 
 
 def spectral_normalise(module: nn.Module) -> nn.Module:

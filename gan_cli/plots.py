@@ -165,6 +165,39 @@ def plot_mixture(fake: torch.Tensor, real: torch.Tensor, mixture: GaussianMixtur
     _save(fig, path)
 
 
+def image_grid(images: torch.Tensor, columns: int) -> np.ndarray:
+    """(N, C, H, W) images in [-1, 1] -> one (rows*(H+1)+1, columns*(W+1)+1, C) array in
+    [0, 1], tiled row by row with a 1-pixel border (a non-finite pixel shows as 0)."""
+    x = images.detach().float().cpu().nan_to_num(-1.0).clamp(-1, 1).add(1).div(2).numpy()
+    n, c, h, w = x.shape
+    rows = math.ceil(n / columns)
+    grid = np.ones((rows * (h + 1) + 1, columns * (w + 1) + 1, c), dtype=np.float32)
+    for k in range(n):
+        r, col = divmod(k, columns)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + col * (w + 1):1 + col * (w + 1) + w] = \
+            x[k].transpose(1, 2, 0)
+    return grid
+
+
+def plot_images(images: torch.Tensor, path: Path, title: str = "", columns: int = 8,
+                row_labels: Optional[Sequence[str]] = None) -> None:
+    """A grid of images in [-1, 1] (N, C, H, W), `columns` per row; grey for one channel."""
+    grid = image_grid(images, columns)
+    rows = math.ceil(images.shape[0] / columns)
+    fig, ax = plt.subplots(figsize=(0.6 * columns + 0.8, 0.6 * rows + 0.6))
+    ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.set_xticks([])
+    if row_labels is None:
+        ax.set_yticks([])
+    else:  # e.g. each row's replica seed
+        h = images.shape[2] + 1
+        ax.set_yticks([1 + h * r + h / 2 for r in range(len(row_labels))], row_labels, fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def write_gif(frames: Sequence[Path], path: Path, ms_per_frame: int = 400) -> None:
     """Animate the per-evaluation pictures (the last frame stays up longer)."""
     from PIL import Image

@@ -158,13 +158,13 @@ def median_row(rows: list[dict], skip: Collection[int] = ()) -> dict:
 
 def replica_summary(seeds: list[int], final_metrics: list[dict],
                     converged_at: list[Optional[int]], diverged: dict[int, str],
-                    keys: Sequence[str], status: str) -> dict:
+                    keys: Sequence[str], status: str, objective_key: str = "w1") -> dict:
     """summary.json's entries for replicas: each replica's result, and over the replicas
     that did not diverge the median of each metric and its interquartile range.
 
     converged_at_step is the (lower) median over all replicas, counting one that never
     converged as never: null when fewer than half converged. The objective (what a
-    sweeper minimises) is the median w1 over all replicas, a diverged one counting as
+    sweeper minimises) is the median `objective_key` (w1, or fd for images) over all replicas, a diverged one counting as
     infinite: a setting where most seeds diverge ranks last, not by its survivors.
     """
     per_replica = []
@@ -188,9 +188,10 @@ def replica_summary(seeds: list[int], final_metrics: list[dict],
             iqr[key] = [q[0], q[2]]
     steps = sorted(math.inf if c is None else c for c in converged_at)
     lower_median = steps[(len(steps) - 1) // 2]
-    w1 = [math.inf if e["status"] == "diverged" else e["metrics"].get("w1", math.nan)
-          for e in per_replica]
-    objective = statistics.median(w1) if all(not math.isnan(w) for w in w1) else math.nan
+    scores = [math.inf if e["status"] == "diverged" else
+              e["metrics"].get(objective_key, math.nan) for e in per_replica]
+    objective = statistics.median(scores) if all(not math.isnan(s) for s in scores) else \
+        math.nan
     return {
         "metrics": median,
         "objective": objective if math.isfinite(objective) else None,

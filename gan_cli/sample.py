@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +42,14 @@ def sample(cfg: DictConfig) -> Path:
         weights = replica_weights(weights, cfg.replica)
     load_weights(models.generator, weights, "generator", cfg.ckpt)
     torch.manual_seed(cfg.seed)
-    with torch.no_grad():
-        x = models.generator.eval()(models.noise(cfg.n))  # (n, d)
+    with torch.no_grad():  # in chunks: a big n of images would need GBs of activations
+        x = torch.cat([models.generator.eval()(z) for z in models.noise(cfg.n).split(1000)])
+    # x: (n, d), or (n, C, H, W) images in [-1, 1]
     if out.suffix == ".npy":
         atomic_write(out, lambda tmp: np.save(open(tmp, "wb"), x.cpu().numpy()))
+    elif x.dim() == 4:
+        plots.plot_images(x, out, title=f"{cfg.n} samples from {cfg.ckpt}",
+                          columns=max(8, math.ceil(math.sqrt(cfg.n))))
     else:
         real = data.sample(cfg.n)
         plots.plot_mixture(x, real, data, out, title=f"{cfg.n} samples from {cfg.ckpt}")

@@ -24,7 +24,7 @@ from gan_cli.checkpoint import atomic_write, load_checkpoint, load_for_resume, l
     prune_checkpoints, rng_states, run_config, run_folder_of, save_checkpoint, set_rng_states
 from gan_cli.config import UserError, validate_train_config
 from gan_cli.console import RunConsole
-from gan_cli.evaluate import default_w1_tol, evaluate_mixture, is_converged
+from gan_cli.evaluate import build_evaluation
 from gan_cli.health import STATS, HealthMonitor, first_non_finite_parameter, grad_norm
 from gan_cli.loggers import flat_hparams
 from gan_cli.manifest import now_iso, run_manifest
@@ -32,8 +32,7 @@ from gan_cli.models import ema_update
 from gan_cli.replicas import RandomDraws, median_row, replica_summary
 from gan_cli.unroll import unrolled
 
-CSV_COLUMNS = ["step", *STATS, "lr_g", "lr_d", "w1", "hq_fraction", "modes_covered", "mode_kl"]
-SUMMARY_METRICS = ["w1", "hq_fraction", "modes_covered", "n_modes", "mode_kl"]
+TRAINING_COLUMNS = ["step", *STATS, "lr_g", "lr_d"]  # metrics.csv; evaluation metrics follow
 
 
 class StopRequest:
@@ -175,7 +174,6 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     t = cfg.train
     steps, batch = t.steps, t.batch_size
     d_steps = t.d_steps or loss.n_critic
-    w1_tol = cfg.eval.w1_tol or default_w1_tol(data)
     # evaluation draws from its own generators so it never shifts the training random stream
     eval_rngs = [torch.Generator(device=device).manual_seed(s + 1_000_003) for s in seeds]
     # fixed, so that frames are comparable: (N, z), or (R, N, z) for replicas
@@ -218,17 +216,30 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "plots").mkdir(exist_ok=True)
     console = RunConsole(run_dir / "train.log", steps, start_step=step)
+    console.line(f"run folder: {run_dir.resolve()}")
+    for warning in warnings:
+        console.line(warning)
+    if resumed is not None:
+        console.line(f"resumed at step {step} from {cfg.resume}")
+    console.line(f"device: {device_description}")
+    if cfg.print_config:
+        console.config_tree(OmegaConf.to_container(cfg, resolve=True))
+    # metrics and pictures that suit the data (images: loads or first trains a classifier)
+    evaluation = build_evaluation(data, cfg.eval, device, log=console.line)
+    evaluation_info = evaluation.start(run_dir / "plots" if cfg.eval.plots else None)
+    csv_columns = TRAINING_COLUMNS + list(evaluation.columns)
     # metrics.csv holds exactly the checkpoint's rows, then grows: rows written after the
     # checkpoint by a run that was then killed are dropped, not duplicated
     csv_file = open(run_dir / "metrics.csv", "w", newline="")
     # replicas: one row per replica and log step, named by the replica's index and seed
-    columns = CSV_COLUMNS[:1] + ["replica", "seed"] * (replicas > 1) + CSV_COLUMNS[1:]
+    columns = csv_columns[:1] + ["replica", "seed"] * (replicas > 1) + csv_columns[1:]
     metrics_csv = csv.DictWriter(csv_file, fieldnames=columns, restval="",
                                  extrasaction="ignore")  # mode_mass goes to mode_mass.csv
     metrics_csv.writeheader()
     metrics_csv.writerows(rows)
     csv_file.flush()
-    frames = [run_dir / "plots" / f"samples_{r['step']:07d}.png" for r in rows if "w1" in r]
+    frames = [run_dir / "plots" / f"samples_{r['step']:07d}.png" for r in rows
+              if evaluation.columns[0] in r]
     frames = [f for f in dict.fromkeys(frames) if f.is_file()]  # replicas: one frame per step
     status, error, stop_signal = "failed", None, None
     eval_seconds = 0.0  # time spent off the training path (evaluation, plots, checkpoints)
@@ -301,40 +312,39 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     per_sample = d_cfg.get("pack", 1) == 1 and d_cfg.get("minibatch", "none") == "none"
     d_curve = (lambda x: loss.output(D(x))) if per_sample and replicas == 1 else None
 
-    def write_mode_mass() -> None:
+    mass_key = f"{evaluation.histogram}_mass"  # mode_mass (mixtures) or class_mass (images)
+
+    def write_mass() -> None:
         """mode_mass.csv: per evaluation (and replica), each mode's share of high-quality
-        samples."""
+        samples; class_mass.csv: each class's share of the classified images."""
         keys = ["step", "replica", "seed"] if replicas > 1 else ["step"]
-        mass = [([r[k] for k in keys], r["mode_mass"]) for r in rows if "mode_mass" in r]
-        header = ",".join(keys + [f"mode_{k}" for k in range(len(mass[0][1]))])
+        mass = [([r[k] for k in keys], r[mass_key]) for r in rows if mass_key in r]
+        header = ",".join(keys + [f"{evaluation.histogram}_{k}" for k in range(len(mass[0][1]))])
         lines = [header] + [",".join([*map(str, key), *(f"{m:.6g}" for m in ms)])
                             for key, ms in mass]
-        atomic_write(run_dir / "mode_mass.csv",
+        atomic_write(run_dir / f"{mass_key}.csv",
                      lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
 
     def evaluate() -> list[dict]:
         """Each replica's metrics (one entry for a single run); the frame; a console line."""
         G_eval.eval()  # no dropout: evaluation must not draw from the training stream
-        with torch.no_grad():
-            fake = G_eval(eval_z)  # (N, d), or (R, N, d)
+        with torch.no_grad():  # in chunks: 10,000 images at once would be GBs of activations
+            batch_dim = 1 if replicas > 1 else 0
+            fake = torch.cat([G_eval(z) for z in eval_z.split(1000, dim=batch_dim)],
+                             dim=batch_dim)  # (N, ...), or (R, N, ...)
         G.train()
         fakes = list(fake) if replicas > 1 else [fake]
-        all_metrics, reals = [], []
+        all_metrics = []
         for k, (fake_k, rng) in enumerate(zip(fakes, eval_rngs)):
-            reals.append(data.sample(cfg.eval.n_samples, generator=rng, exact_weights=True))
-            metrics = evaluate_mixture(fake_k, reals[-1], data, cfg.eval.projections,
-                                       cfg.eval.hq_sigmas, generator=rng)
-            if converged_at[k] is None and is_converged(metrics, w1_tol):
+            metrics = evaluation.metrics(fake_k, rng)
+            if converged_at[k] is None and evaluation.converged(metrics):
                 converged_at[k] = step
             all_metrics.append(metrics)
         if cfg.eval.plots:
             D.eval()
             frame = run_dir / "plots" / f"samples_{step:07d}.png"
-            if replicas > 1:
-                plots.plot_replicas(fakes, data, frame, seeds, title=f"step {step}")
-            else:
-                plots.plot_mixture(fake, reals[0], data, frame, title=f"step {step}",
-                                   discriminator=d_curve, d_is_probability=loss.probabilistic)
+            evaluation.picture(fakes, frame, f"step {step}", seeds, discriminator=d_curve,
+                               d_is_probability=loss.probabilistic)
             D.train()
             if frame not in frames:
                 frames.append(frame)
@@ -343,22 +353,12 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                 logger.picture("samples", frame, fakes[shown], step)
         shown = median_row(all_metrics, skip=health.diverged)
         median = "median " if replicas > 1 else ""
-        line = (f"eval  step {step}: {median}w1 {shown['w1']:.4f}  modes "
-                f"{shown['modes_covered']:g}/{shown['n_modes']:g}  hq {shown['hq_fraction']:.3f}  "
-                f"mode_kl {shown['mode_kl']:.4f}")
+        line = f"eval  step {step}: {median}{evaluation.line(shown)}"
         if replicas > 1:
             line += f"  | converged {sum(c is not None for c in converged_at)}/{replicas}"
         console.line(line)
         return all_metrics
 
-    console.line(f"run folder: {run_dir.resolve()}")
-    for warning in warnings:
-        console.line(warning)
-    if resumed is not None:
-        console.line(f"resumed at step {step} from {cfg.resume}")
-    console.line(f"device: {device_description}")
-    if cfg.print_config:
-        console.config_tree(OmegaConf.to_container(cfg, resolve=True))
     who = f"seeds {seeds[0]}..{seeds[-1]} ({replicas} replicas)" if replicas > 1 else \
         f"seed {cfg.seed}"
     console.line(f"data: {data.describe()} | {who} | {steps} steps")
@@ -449,13 +449,13 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                     if do_eval:
                         final_metrics = evaluate()
                         for row, metrics in zip(new_rows, final_metrics):
-                            row.update({k: metrics[k] for k in CSV_COLUMNS if k in metrics})
-                            row["mode_mass"] = metrics["mode_mass"]
+                            row.update({k: metrics[k] for k in csv_columns if k in metrics})
+                            row[mass_key] = metrics[mass_key]
                         if replicas == 1:
                             warn(health.coverage_warning(step, final_metrics[0]))
                     rows.extend(new_rows)
                     if do_eval:
-                        write_mode_mass()
+                        write_mass()
                     metrics_csv.writerows(new_rows)
                     if logger is not None:
                         logger.scalars(median_row(new_rows, skip=health.diverged))
@@ -492,16 +492,18 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             "steps_per_sec": round(step / train_time, 1) if train_time > 0 else None,
             "device": str(device),
             "seed": cfg.seed,
-            "metrics": {k: final_metrics[0][k] for k in SUMMARY_METRICS if k in final_metrics[0]},
+            "metrics": {k: final_metrics[0][k] for k in evaluation.summary_keys
+                        if k in final_metrics[0]},
             "converged_at_step": converged_at[0],
-            "w1_tol": w1_tol,
-            # lower is better: what a sweeper (e.g. Optuna) minimises
-            "objective": finite_or_none(final_metrics[0].get("w1")),
+            **evaluation_info,  # w1_tol; for images the classifier and the real images' metrics
+            # lower is better (w1, or fd for images): what a sweeper (e.g. Optuna) minimises
+            "objective": finite_or_none(final_metrics[0].get(evaluation.objective)),
             "run_dir": str(run_dir.resolve()),
         }
         if replicas > 1:  # metrics, converged_at_step and objective: the replicas' medians
             summary.update(replica_summary(seeds, final_metrics, converged_at, health.diverged,
-                                           SUMMARY_METRICS, status))
+                                           evaluation.summary_keys, status,
+                                           objective_key=evaluation.objective))
         if error:
             summary["error"] = error
         if health.warned:

@@ -71,6 +71,10 @@ class GaussianMixture:
         return self.means.shape[1]
 
     @property
+    def shape(self) -> tuple[int]:  # one sample's
+        return (self.dim,)
+
+    @property
     def n_modes(self) -> int:
         return self.means.shape[0]
 
