@@ -73,6 +73,12 @@ def _train_task(cfg: DictConfig) -> Optional[float]:
     try:
         set_torch_threads(cfg.get("threads"), hydra_cfg.get("launcher"))
         summary = train(cfg, hydra_cfg.runtime.output_dir, overrides=hydra_cfg.overrides.task)
+    except KeyboardInterrupt:
+        # e.g. a Ctrl-C while a first classifier trains, before the run wrote anything: a
+        # single run's folder holding only Hydra's record goes (a started run has its own)
+        if not in_sweep and not cfg.resume:
+            record_failure(hydra_cfg.runtime.output_dir, "interrupted", in_sweep=False)
+        raise
     except Exception as e:
         if not isinstance(e, UserError) and not in_sweep:
             raise  # a bug: Hydra shows the traceback

@@ -44,6 +44,7 @@ class Eval:
     projections: int = 256  # random directions for the sliced W1 in more than one dimension
     hq_sigmas: float = 3.0  # "high quality": within this many std of the nearest mode
     plots: bool = True  # write per-evaluation pictures and training.gif
+    plot_every: Optional[int] = None  # steps between those pictures; null = every evaluation
 
 
 @dataclass
@@ -85,6 +86,16 @@ class GaussianMixtureConfig:
 
 
 @dataclass
+class EvenlySpacedConfig:
+    """k equal 1-D modes, evenly spaced around 0 (seed 000's 'more modes' arm)."""
+
+    _target_: str = "gan_cli.data.gaussian.evenly_spaced"
+    k: int = 5  # number of modes
+    spacing: float = 4.0  # distance between neighbouring centres
+    std: float = 0.5  # every mode's standard deviation
+
+
+@dataclass
 class IDXImagesConfig:
     """MNIST-format image sets: four IDX files, read once onto the training device."""
 
@@ -111,6 +122,7 @@ class MLPConfig:
     hidden: list[int] = field(default_factory=lambda: [64, 64])  # widths of the hidden layers
     activation: str = "leaky_relu"  # tanh | relu | leaky_relu | softplus | elu
     dropout: float = 0.0  # dropout probability after each hidden layer
+    init_std: Optional[float] = None  # weights ~ N(0, init_std^2), biases 0; null = PyTorch's default
 
 
 @dataclass
@@ -247,6 +259,7 @@ def register_configs() -> None:
     cs.store(name="base_train", node=TrainConfig)
     cs.store(name="base_sample", node=SampleConfig)
     cs.store(group="data", name="base_gaussian", node=GaussianMixtureConfig)
+    cs.store(group="data", name="base_evenly_spaced", node=EvenlySpacedConfig)
     cs.store(group="data", name="base_idx_images", node=IDXImagesConfig)
     cs.store(group="model", name="base_mlp", node=MLPGANConfig)
     cs.store(group="model", name="base_dcgan", node=DCGANConfig)
@@ -300,6 +313,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     _positive("eval.projections", e.projections, integer=True)
     _positive("eval.hq_sigmas", e.hq_sigmas)
     _positive("eval.w1_tol", e.w1_tol, allow_null=True)
+    _positive("eval.plot_every", e.plot_every, integer=True, allow_null=True)
 
     for who in ("generator", "discriminator"):
         _positive(f"optim.{who}.lr", cfg.optim[who].lr)
@@ -316,7 +330,9 @@ def validate_train_config(cfg: DictConfig) -> None:
             _require(0.0 <= node.dropout < 1.0, f"model.{who}.dropout", node.dropout,
                      "must be in [0, 1)")
             _require(all(isinstance(w, int) and w > 0 for w in node.hidden),
-                     f"model.{who}.hidden", list(node.hidden), "must be a list of positive integers")
+                     f"model.{who}.hidden", list(node.hidden),
+                     "must be a list of positive integers")
+            _positive(f"model.{who}.init_std", node.init_std, allow_null=True)
         if "width" in node:  # a convolutional network
             _positive(f"model.{who}.width", node.width, integer=True)
     output = m.generator.get("output_activation")

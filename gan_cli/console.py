@@ -41,6 +41,10 @@ class RunConsole:
         self.screen.print(text, highlight=False, markup=False)
         self.log.print(text, highlight=False, markup=False)
 
+    def record(self, text: str) -> None:
+        """A line already shown on screen (before the console existed): train.log only."""
+        self.log.print(text, highlight=False, markup=False)
+
     def step(self, step: int) -> None:
         """Move the bar (cheap: no text formatting, no host-device sync)."""
         if self._progress is not None:

@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from gan_cli import plots
+from gan_cli.config import UserError
 from gan_cli.data.gaussian import GaussianMixture
 
 
@@ -111,7 +112,7 @@ class MixtureEvaluation:
         return (f"w1 {m['w1']:.4f}  modes {m['modes_covered']:g}/{m['n_modes']:g}  "
                 f"hq {m['hq_fraction']:.3f}  mode_kl {m['mode_kl']:.4f}")
 
-    def start(self, plots_dir: Path) -> dict:
+    def start(self, plots_dir: Optional[Path]) -> dict:
         """Before training: what summary.json records about the evaluation itself."""
         return {"w1_tol": self.w1_tol}
 
@@ -139,6 +140,9 @@ class ImageEvaluation:
                  log: Callable[[str], None]):
         from gan_cli.image_metrics import ImageMetrics, load_or_train_classifier
 
+        if eval_cfg.n_samples < 2:
+            raise UserError(f"eval.n_samples={eval_cfg.n_samples}: image metrics need at least "
+                            "2 images (their features' covariance)")
         self.data = data
         classifier, self.classifier_info = load_or_train_classifier(data, device, log=log)
         self.scorer = ImageMetrics(classifier, data, n_reference=eval_cfg.n_samples)
@@ -157,7 +161,7 @@ class ImageEvaluation:
         return (f"fd {m['fd']:.3f}  score {m['classifier_score']:.2f}  classes "
                 f"{m['classes_covered']:g}/{m['n_classes']:g}  class_kl {m['class_kl']:.3f}")
 
-    def start(self, plots_dir: Path) -> dict:
+    def start(self, plots_dir: Optional[Path]) -> dict:
         """plots/real.png, and the classifier and real test images' own metrics (the
         values a perfect G would reach) for summary.json."""
         if plots_dir is not None:

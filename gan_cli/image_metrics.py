@@ -191,7 +191,7 @@ def load_or_train_classifier(data: Any, device: str | torch.device,
 # ---------------------------------------------------------------- metrics on given inputs
 def classifier_score(probs: torch.Tensor) -> float:
     """exp(mean_x KL(p(y|x) || p(y))) of class probabilities probs (N, K): in [1, K]."""
-    p = probs.double()
+    p = probs.cpu().double()  # float64 on the host (Apple's MPS has none)
     p_y = p.mean(0, keepdim=True)  # (1, K); > 0 wherever some p(y|x) > 0
     kl = torch.where(p > 0, p * (p.log() - p_y.log()), 0.0).sum(1)  # (N,), 0 log 0 = 0
     return kl.mean().exp().item()
@@ -199,7 +199,7 @@ def classifier_score(probs: torch.Tensor) -> float:
 
 def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (F,) and covariance (F, F), in float64, of features (N, F), N >= 2."""
-    f = features.double()
+    f = features.cpu().double()  # (N, F) is small; MPS has no float64
     return f.mean(0), torch.cov(f.T)
 
 
@@ -217,7 +217,7 @@ def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor,
     which equal those of the symmetric PSD matrix S1^(1/2) S2 S1^(1/2): eigh on it is
     stable even when the covariances are singular (dead ReLU features).
     """
-    mu1, cov1, mu2, cov2 = (t.double() for t in (mu1, cov1, mu2, cov2))
+    mu1, cov1, mu2, cov2 = (t.cpu().double() for t in (mu1, cov1, mu2, cov2))
     if not all(torch.isfinite(t).all() for t in (mu1, cov1, mu2, cov2)):
         return math.nan  # e.g. a diverged generator's NaN images
     root1 = _sqrt_psd(cov1)
@@ -241,7 +241,7 @@ def class_coverage(probs: torch.Tensor, confident: float = CONFIDENT,
     sure_counts = torch.bincount(pred[sure], minlength=k)  # (K,)
     n_sure = int(sure.sum())
     covered = int((sure_counts >= min_share * n_sure).sum()) if n_sure else 0
-    hist = torch.bincount(pred, minlength=k).double() / max(len(pred), 1)  # (K,)
+    hist = torch.bincount(pred, minlength=k).cpu().double() / max(len(pred), 1)  # (K,)
     kl = torch.where(hist > 0, hist * (hist * k).log(), 0.0).sum().item()  # vs uniform 1/K
     return covered, kl, hist.tolist()
 

@@ -35,11 +35,13 @@ class MLP(nn.Sequential):
     minibatch: none | stddev | discrimination — a layer before the output that
     lets D compare each sample with the rest of its batch (a discriminator only).
     output_activation: e.g. tanh for a generator of images in [-1, 1]; null = linear.
+    init_std: weights ~ N(0, init_std^2) and zero biases (the aylien blog's TensorFlow
+    init, std 1.0); None = PyTorch's default (uniform, scaled by 1/sqrt(fan_in)).
     """
 
     def __init__(self, in_dim: Shape, out_dim: Shape, hidden: Sequence[int] = (64, 64),
                  activation: str = "leaky_relu", dropout: float = 0.0, minibatch: str = "none",
-                 output_activation: Optional[str] = None):
+                 output_activation: Optional[str] = None, init_std: Optional[float] = None):
         layers: list[nn.Module] = []
         if isinstance(in_dim, Sequence) and len(in_dim) > 1:
             layers.append(nn.Flatten())  # (B, C, H, W) -> (B, C*H*W)
@@ -61,6 +63,11 @@ class MLP(nn.Sequential):
         if isinstance(out_dim, Sequence) and len(out_dim) > 1:
             layers.append(nn.Unflatten(1, tuple(out_dim)))  # (B, C*H*W) -> (B, C, H, W)
         super().__init__(*layers)
+        if init_std is not None:
+            for layer in self:
+                if isinstance(layer, nn.Linear):
+                    nn.init.normal_(layer.weight, 0.0, init_std)
+                    nn.init.zeros_(layer.bias)
 
 
 def dcgan_init(module: nn.Module) -> nn.Module:
@@ -92,7 +99,8 @@ class DCGANGenerator(nn.Sequential):
         c, h, w = _image_shape(out_dim, "dcgan")
         super().__init__(
             nn.Unflatten(1, (in_dim, 1, 1)),  # (B, z) -> (B, z, 1, 1)
-            nn.ConvTranspose2d(in_dim, 2 * width, (h // 4, w // 4), bias=False),  # (B, 2w, H/4, W/4)
+            # (B, 2w, H/4, W/4)
+            nn.ConvTranspose2d(in_dim, 2 * width, (h // 4, w // 4), bias=False),
             nn.BatchNorm2d(2 * width), nn.ReLU(),
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False),  # (B, w, H/2, W/2)
             nn.BatchNorm2d(width), nn.ReLU(),

@@ -164,8 +164,9 @@ def replica_summary(seeds: list[int], final_metrics: list[dict],
 
     converged_at_step is the (lower) median over all replicas, counting one that never
     converged as never: null when fewer than half converged. The objective (what a
-    sweeper minimises) is the median `objective_key` (w1, or fd for images) over all replicas, a diverged one counting as
-    infinite: a setting where most seeds diverge ranks last, not by its survivors.
+    sweeper minimises) is the median `objective_key` (w1, or fd for images) over all
+    replicas, a diverged one counting as infinite: a setting where most seeds diverge
+    ranks last, not by its survivors.
     """
     per_replica = []
     for k, seed in enumerate(seeds):

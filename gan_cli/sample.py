@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -28,7 +29,11 @@ def sample(cfg: DictConfig) -> Path:
     device = pick_device(cfg.device)
     state = load_checkpoint(cfg.ckpt, device)
     run_cfg = run_config(state, cfg.ckpt)
-    data = build_data(run_cfg.data, device)
+    shape = state.get("data_shape")
+    if shape is not None and len(shape) > 1:  # images: G needs their shape, not the files
+        data = SimpleNamespace(shape=tuple(shape), dim=math.prod(shape))
+    else:  # a mixture is cheap to build, and the picture draws its real samples
+        data = build_data(run_cfg.data, device)
     models = build_models(run_cfg.model, data, device)
     weights = state["generator_ema"] if cfg.ema and state.get("generator_ema") else \
         state["generator"]

@@ -24,7 +24,10 @@ from typing import Any, Optional, Sequence
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-METRICS = ["w1", "hq_fraction", "modes_covered", "n_modes", "mode_kl"]
+# the final metrics a job reports: (objective, quality, covered, of how many, KL)
+MIXTURE_METRICS = ["w1", "hq_fraction", "modes_covered", "n_modes", "mode_kl"]
+IMAGE_METRICS = ["fd", "classifier_score", "classes_covered", "n_classes", "class_kl"]
+ALL_METRICS = MIXTURE_METRICS + IMAGE_METRICS
 # a job folder without summary.json: killed (SIGKILL, out of memory, a node failure), or
 # still running or waiting in a cluster's queue
 MISSING = "missing"
@@ -59,11 +62,21 @@ class SweepReport:
     groups: list[Group]
 
     @property
+    def metrics(self) -> list[str]:
+        """The mixture metrics, or the image ones when the jobs trained on images."""
+        images = any(j["fd"] is not None for j in self.jobs)
+        return IMAGE_METRICS if images else MIXTURE_METRICS
+
+    @property
+    def objective(self) -> str:  # w1 or fd: the metric a job's objective is
+        return self.metrics[0]
+
+    @property
     def group_by(self) -> list[str]:
         return [k for k in self.swept if k != SEED]
 
     def best(self) -> Optional[dict]:
-        """The completed job with the lowest objective (final w1 for mixtures)."""
+        """The completed job with the lowest objective (final w1, or fd for images)."""
         done = [j for j in self.jobs if j["status"] == "completed" and _finite(j["objective"])]
         return min(done, key=lambda j: j["objective"]) if done else None
 
@@ -113,7 +126,7 @@ def read_job(folder: Path) -> list[dict]:
         "params": dict(parse_override(o) for o in overrides),
         "status": summary.get("status", MISSING),
         "step": summary.get("step"),
-        **{m: metrics.get(m) for m in METRICS},
+        **{m: metrics.get(m) for m in ALL_METRICS},
         "converged_at_step": summary.get("converged_at_step"),
         "objective": summary.get("objective"),
         "wall_time_s": summary.get("wall_time_s"),
@@ -128,8 +141,9 @@ def replica_rows(row: dict, summary: dict) -> list[dict]:
     wall = summary.get("wall_time_s")
     return [{**row, "job": f"{row['job']}.{p['replica']}",
              "params": {**row["params"], SEED: str(p["seed"])},
-             "status": p["status"], **{m: p["metrics"].get(m) for m in METRICS},
-             "converged_at_step": p["converged_at_step"], "objective": p["metrics"].get("w1"),
+             "status": p["status"], **{m: p["metrics"].get(m) for m in ALL_METRICS},
+             "converged_at_step": p["converged_at_step"],
+             "objective": p["metrics"].get("fd" if "fd" in p["metrics"] else "w1"),
              "wall_time_s": wall / len(summary["per_replica"]) if wall is not None else None,
              "error": p.get("error")}
             for p in summary["per_replica"]]
@@ -170,7 +184,7 @@ def summarise(sweep_dir: Path) -> SweepReport:
         groups.setdefault(tuple(params.values()), Group(params, [])).jobs.append(job)
     for group in groups.values():
         done = [j for j in group.jobs if j["status"] == "completed"]
-        for key in [*METRICS, "wall_time_s"]:
+        for key in [*ALL_METRICS, "wall_time_s"]:
             values = [j[key] for j in done if _finite(j[key])]
             if values:
                 group.stats[key] = _stats(values)
@@ -187,7 +201,7 @@ def _cell(x: Any) -> Any:
 def write_csv(report: SweepReport, path: Path) -> None:
     from gan_cli.checkpoint import atomic_write
 
-    columns = ["job", *report.swept, "status", "step", *METRICS, "converged_at_step",
+    columns = ["job", *report.swept, "status", "step", *report.metrics, "converged_at_step",
                "objective", "wall_time_s", "error", "overrides"]
     rows = [{**{k: job["params"].get(k, "") for k in report.swept},
              **{k: _cell(job[k]) for k in columns if k in job and k != "overrides"},
@@ -231,19 +245,20 @@ def print_table(report: SweepReport, file: Any = None) -> None:
     table = Table(title=title, header_style="bold", title_justify="left")
     for key in report.group_by or ["jobs"]:
         table.add_column(key)
-    for name in ("n", "completed", "converged", "w1", "hq_fraction", "modes (of)", "mode_kl",
-                 "time/job s", "other"):
+    objective, quality, covered, of, kl = report.metrics
+    for name in ("n", "completed", "converged", objective, quality,
+                 covered.split("_")[0] + " (of)", kl, "time/job s", "other"):
         table.add_column(name, justify="left" if name == "other" else "right")
     for g in report.groups:
         n = len(g.jobs)
         others = {s: g.count(s) for s in ("diverged", "failed", "interrupted", MISSING)}
-        modes = _mean_std(g.stats.get("modes_covered"))
-        if "n_modes" in g.stats and modes != "-":
-            modes += f" of {g.stats['n_modes'][0]:.0f}"
+        modes = _mean_std(g.stats.get(covered))
+        if of in g.stats and modes != "-":
+            modes += f" of {g.stats[of][0]:.0f}"
         table.add_row(
             *([_short(v) for v in g.params.values()] or ["all"]), str(n), f"{g.count('completed')}/{n}",
-            f"{g.converged}/{n}", _mean_std(g.stats.get("w1")),
-            _mean_std(g.stats.get("hq_fraction")), modes, _mean_std(g.stats.get("mode_kl")),
+            f"{g.converged}/{n}", _mean_std(g.stats.get(objective)),
+            _mean_std(g.stats.get(quality)), modes, _mean_std(g.stats.get(kl)),
             _mean_std(g.stats.get("wall_time_s")),
             ", ".join(f"{c} {s}" for s, c in others.items() if c))
     console.print(table)
@@ -251,7 +266,7 @@ def print_table(report: SweepReport, file: Any = None) -> None:
     if best is not None:
         chosen = " ".join(f"{k}={best['params'].get(k, '')}" for k in report.swept)
         console.print(f"best: job {best['job']} ({chosen or 'the only setting'}), "
-                      f"objective (final w1) {best['objective']:.4g}", highlight=False)
+                      f"objective (final {objective}) {best['objective']:.4g}", highlight=False)
     for job in report.jobs:  # why each job that did not complete did not
         if job["status"] != "completed":
             why = job["error"] or WHY.get(job["status"], "")
@@ -267,10 +282,11 @@ def _as_numbers(values: Sequence[str]) -> Optional[list[float]]:
 
 
 def plot_report(report: SweepReport, path: Path) -> bool:
-    """Final w1 of each completed job against each swept parameter (one panel per
-    parameter, seed only when nothing else varies), with the mean ± std per value.
-    Returns False (and draws nothing) when no job has a final w1."""
-    done = [j for j in report.jobs if j["status"] == "completed" and _finite(j["w1"])]
+    """The final objective (w1, or fd for images) of each completed job against each
+    swept parameter (one panel per parameter, seed only when nothing else varies), with
+    the mean ± std per value. Returns False (and draws nothing) when no job has one."""
+    metric = report.objective
+    done = [j for j in report.jobs if j["status"] == "completed" and _finite(j[metric])]
     if not done:
         return False
     import matplotlib
@@ -304,20 +320,20 @@ def plot_report(report: SweepReport, path: Path) -> bool:
             ax.set_xticks(positions, distinct)
             ax.set_xlim(-0.5, len(distinct) - 0.5)
         where = dict(zip(distinct, positions))
-        ax.scatter([where[r] for r in raw], [j["w1"] for j in done], s=18, alpha=0.5,
+        ax.scatter([where[r] for r in raw], [j[metric] for j in done], s=18, alpha=0.5,
                    label="one job")
         means = []
         for value in distinct:
-            w1 = [j["w1"] for j, r in zip(done, raw) if r == value]
-            means.append((where[value], statistics.fmean(w1),
-                          statistics.stdev(w1) if len(w1) > 1 else 0.0))
+            finals = [j[metric] for j, r in zip(done, raw) if r == value]
+            means.append((where[value], statistics.fmean(finals),
+                          statistics.stdev(finals) if len(finals) > 1 else 0.0))
         if any(len([r for r in raw if r == v]) > 1 for v in distinct):
             xs, ms, ss = zip(*means)
             ax.errorbar(xs, ms, yerr=ss, color="k", marker="o", ms=4, capsize=3, lw=1,
                         ls="-" if numbers is not None else "none", label="mean ± std")
         ax.set_xlabel(key)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("final w1 (lower is better)")
+    axes[0][0].set_ylabel(f"final {metric} (lower is better)")
     axes[0][0].set_yscale("log")
     plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
     axes[0][0].yaxis.set_major_formatter(plain)
@@ -325,7 +341,8 @@ def plot_report(report: SweepReport, path: Path) -> bool:
     axes[0][0].legend(fontsize=8)
     left_out = len(report.jobs) - len(done)
     fig.suptitle(f"{report.sweep_dir.name}: {len(done)} completed job(s)"
-                 + (f" ({left_out} without a final w1 not shown)" if left_out else ""), fontsize=10)
+                 + (f" ({left_out} without a final {metric} not shown)" if left_out else ""),
+                 fontsize=10)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)

@@ -212,6 +212,16 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         health = HealthMonitor(device, resumed["health"], replicas)
         past_wall, past_train = resumed["wall_time_s"], resumed["train_time_s"]
 
+    # metrics and pictures that suit the data. Images: the classifier is loaded, or trained
+    # once (a minute or two), before anything is written, so that a Ctrl-C meanwhile
+    # leaves no half-made run folder; its lines go to train.log once that exists
+    evaluation_lines: list[str] = []
+
+    def show_now(line: str) -> None:
+        print(line, flush=True)
+        evaluation_lines.append(line)
+
+    evaluation = build_evaluation(data, cfg.eval, device, log=show_now)
     logger = build_logger(cfg.logger, run_dir, start_step=step)  # None for logger=none
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "plots").mkdir(exist_ok=True)
@@ -224,8 +234,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     console.line(f"device: {device_description}")
     if cfg.print_config:
         console.config_tree(OmegaConf.to_container(cfg, resolve=True))
-    # metrics and pictures that suit the data (images: loads or first trains a classifier)
-    evaluation = build_evaluation(data, cfg.eval, device, log=console.line)
+    for line in evaluation_lines:  # already on screen
+        console.record(line)
     evaluation_info = evaluation.start(run_dir / "plots" if cfg.eval.plots else None)
     csv_columns = TRAINING_COLUMNS + list(evaluation.columns)
     # metrics.csv holds exactly the checkpoint's rows, then grows: rows written after the
@@ -256,6 +266,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             "opt_d": opt_d.state_dict(),
             "schedulers": [s.state_dict() for s in optims.schedulers],
             "eval_z": eval_z,
+            "data_shape": list(data.shape),  # one sample's: gan-sample builds G from it
             "rng": rng_states(device),
             "rng_eval": one_or_all([g.get_state() for g in eval_rngs], replicas),
             "rng_replicas": [g.get_state() for g in generators or []],
@@ -340,7 +351,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             if converged_at[k] is None and evaluation.converged(metrics):
                 converged_at[k] = step
             all_metrics.append(metrics)
-        if cfg.eval.plots:
+        plot_every = cfg.eval.plot_every
+        if cfg.eval.plots and (plot_every is None or step % plot_every == 0 or step == steps):
             D.eval()
             frame = run_dir / "plots" / f"samples_{step:07d}.png"
             evaluation.picture(fakes, frame, f"step {step}", seeds, discriminator=d_curve,

@@ -325,6 +325,28 @@ def test_gan_report_summarises_a_sweep_from_its_job_folders(tmp_path):
     assert proc.returncode == 2 and proc.stderr == "gan-report: error: nowhere: no such folder\n"
 
 
+def test_a_sweep_of_image_runs_reports_the_image_metrics(tmp_path, capsys):
+    """Image jobs have fd, not w1: the table, CSV, best line and plot use their metrics."""
+    from gan_cli.sweep import print_table, write_csv
+
+    for num, (lr, fd) in enumerate([("1e-4", 40.0), ("2e-4", 25.0)]):
+        job = tmp_path / str(num)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(f"- optim.generator.lr={lr}\n")
+        (job / "summary.json").write_text(json.dumps({
+            "status": "completed", "step": 50, "converged_at_step": None, "objective": fd,
+            "wall_time_s": 3.0, "metrics": {"fd": fd, "classifier_score": 7.5,
+                                            "classes_covered": 9, "n_classes": 10,
+                                            "class_kl": 0.05}}))
+    report = summarise(tmp_path)
+    assert report.metrics[0] == "fd" and report.best()["job"] == "1"
+    print_table(report)
+    out = capsys.readouterr().out
+    assert "objective (final fd) 25" in out and "classes (of)" in out and "9 of 10" in out
+    write_csv(report, tmp_path / "sweep_summary.csv")
+    assert [r["fd"] for r in summary_rows(tmp_path)] == ["40", "25"]
+
+
 # ---------------------------------------------------------------- threads and plugins
 @pytest.mark.parametrize("launcher, cores, threads", [
     (None, 8, None),  # a single run: torch's default

@@ -114,3 +114,13 @@ class GaussianMixture:
 
     def describe(self) -> str:
         return f"{self.n_modes}-mode Gaussian mixture in {self.dim}-D"
+
+
+def evenly_spaced(k: int, spacing: float = 4.0, std: float = 0.5,
+                  device: str | torch.device = "cpu") -> GaussianMixture:
+    """k equal 1-D modes `spacing` apart, centred on 0 (k = 3: -4, 0, 4, the tri-modal data)."""
+    if not (isinstance(k, int) and k >= 1):
+        raise UserError(f"data.k={k}: the number of modes must be a positive integer")
+    if not spacing > 0:
+        raise UserError(f"data.spacing={spacing}: must be > 0")
+    return GaussianMixture([spacing * (i - (k - 1) / 2) for i in range(k)], std, device=device)
