@@ -1,0 +1,1 @@
+"""Studies that re-run the experiments of the source documents and write their reports."""

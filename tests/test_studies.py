@@ -1,0 +1,76 @@
+"""The seed-000 study command: its fast variant produces the report with every row."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from gan_cli.data.gaussian import evenly_spaced
+from gan_cli.models import MLP
+from gan_cli.studies import blog
+from tests.conftest import compose_train
+
+
+def test_the_fast_study_writes_every_arm_and_claim_with_a_verdict(tmp_path, capsys):
+    report = blog.main(["--seeds", "2", "--steps", "30", "--out", str(tmp_path / "docs"),
+                        "--runs", str(tmp_path / "runs")])
+    text = report.read_text()
+    assert "`python -m gan_cli.studies.blog --seeds 2 --steps 30`" in text
+    for arm in blog.ARMS:  # one table row per arm, with 2 seeds
+        assert re.search(rf"^\| {re.escape(arm.name)} \| 2 \|", text, re.M), arm.name
+    verdicts = re.findall(r"^\| (.+?) \| \*\*(reproduced|partly|not reproduced)\*\* \|", text, re.M)
+    assert len(verdicts) == 7  # uni, bi, tri, shallow, narrow, scaling, seeds
+    assert any("depend on the random seed" in claim for claim, _ in verdicts)
+    png = tmp_path / "docs" / "seed_study.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # the runs behind the numbers: one batched run per arm, two replicas each
+    assert len(list((tmp_path / "runs").glob("*/summary.json"))) == len(blog.ARMS)
+
+
+def test_verdicts_follow_the_measured_steps():
+    def result(strict, loose):
+        return blog.ArmResult(blog.ARMS[0], list(range(len(strict))), strict, loose,
+                              [0.1] * len(strict), [1] * len(strict), 1, 0.0, None)
+
+    assert blog.verdict_on_steps(result([20, 30, 40], [10, 20, 30]), about=False)[0] == \
+        "reproduced"  # median 30 <= 2 x 30
+    assert blog.verdict_on_steps(result([None, None, 90], [20, 30, 40]), about=False)[0] == \
+        "partly"  # strict never, loose on time
+    assert blog.verdict_on_steps(result([None] * 3, [None] * 3), about=False)[0] == \
+        "not reproduced"
+    slow, fast = result([160, 150, 140], [150] * 3), result([20] * 3, [20] * 3)
+    verdict, text = blog.ratio_verdict(slow, fast, 150 / 20)
+    assert verdict == "reproduced" and "7.5x" in text
+    assert blog.seed_verdict([result([10, None], [10, None])])[0] == "reproduced"
+    assert blog.seed_verdict([result([10, 10], [10, 10])])[0] == "not reproduced"
+
+
+def test_evenly_spaced_modes_centre_on_zero():
+    m = evenly_spaced(3)
+    assert m.means[:, 0].tolist() == [-4.0, 0.0, 4.0] and m.stds.unique().tolist() == [0.5]
+    assert evenly_spaced(4, spacing=2.0).means[:, 0].tolist() == [-3.0, -1.0, 1.0, 3.0]
+    cfg = compose_train(["experiment=blog_modes_k", "data.k=10"])
+    assert cfg.data.k == 10 and cfg.model.widths_per_mode
+
+
+def test_init_std_draws_the_aylien_initialisation():
+    torch.manual_seed(0)
+    net = MLP(1, 1, hidden=[400, 400], init_std=1.0)
+    w = net[2].weight
+    assert abs(w.std().item() - 1.0) < 0.01 and net[2].bias.abs().max() == 0
+    default = MLP(1, 1, hidden=[400, 400])[2].weight  # PyTorch's: U(+-1/sqrt(400))
+    assert default.abs().max() <= 0.05
+    with pytest.raises(Exception, match="init_std"):
+        from gan_cli.config import validate_train_config
+        validate_train_config(compose_train(["model.generator.init_std=-1"]))
+
+
+def test_plot_every_thins_the_pictures_not_the_evaluations(run_tiny):
+    summary, run = run_tiny("train.eval_every=10", "eval.plot_every=30")
+    frames = sorted(p.name for p in (run / "plots").glob("samples_*.png"))
+    assert frames == ["samples_0000030.png", "samples_0000060.png"]
+    with open(run / "metrics.csv") as f:
+        evaluations = [line for line in f if line.rstrip("\n").split(",")[-1]][1:]  # mode_kl set
+    assert len(evaluations) == 6  # every 10 steps of 60
