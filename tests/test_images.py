@@ -16,7 +16,7 @@ from gan_cli.config import UserError
 from gan_cli.data.mnist import write_idx
 from gan_cli.models import DCGANDiscriminator, DCGANGenerator, ema_update
 from gan_cli.plots import image_grid
-from tests.conftest import compose_train
+from conftest import compose_train
 
 
 def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

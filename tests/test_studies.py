@@ -10,7 +10,7 @@ import torch
 from gan_cli.data.gaussian import evenly_spaced
 from gan_cli.models import MLP
 from gan_cli.studies import blog
-from tests.conftest import compose_train
+from conftest import compose_train
 
 
 def test_the_fast_study_writes_every_arm_and_claim_with_a_verdict(tmp_path, capsys):
