@@ -152,6 +152,9 @@ class MLPGANConfig:
 class DCGANGeneratorConfig:
     _target_: str = "gan_cli.models.DCGANGenerator"
     width: int = 64  # channels of the last hidden layer (the first has twice as many)
+    upsample: str = "transposed"  # transposed | resize_conv (nearest upsampling + 3x3 conv)
+    norm: str = "batch"  # batch | virtual_batch (statistics of a fixed reference batch)
+    reference_batch: int = 64  # size of virtual batch norm's reference batch
 
 
 @dataclass
@@ -279,6 +282,8 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 ACTIVATIONS = ("tanh", "relu", "leaky_relu", "softplus", "elu")
 NOISE_DISTS = ("normal", "uniform", "stratified")
 MINIBATCH_LAYERS = ("none", "stddev", "discrimination")
+UPSAMPLING = ("transposed", "resize_conv")
+NORMS = ("batch", "virtual_batch")
 
 
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -335,6 +340,12 @@ def validate_train_config(cfg: DictConfig) -> None:
             _positive(f"model.{who}.init_std", node.init_std, allow_null=True)
         if "width" in node:  # a convolutional network
             _positive(f"model.{who}.width", node.width, integer=True)
+    g = m.generator
+    if "upsample" in g:
+        _require(g.upsample in UPSAMPLING, "model.generator.upsample", g.upsample,
+                 "allowed: " + ", ".join(UPSAMPLING))
+        _require(g.norm in NORMS, "model.generator.norm", g.norm, "allowed: " + ", ".join(NORMS))
+        _positive("model.generator.reference_batch", g.reference_batch, integer=True)
     output = m.generator.get("output_activation")
     _require(output is None or output in ACTIVATIONS, "model.generator.output_activation",
              output, "allowed: null (linear), " + ", ".join(ACTIVATIONS))

@@ -76,7 +76,7 @@ def dcgan_init(module: nn.Module) -> nn.Module:
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, 0.0, 0.02)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm2d, VirtualBatchNorm2d)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
     return module
@@ -92,21 +92,93 @@ def _image_shape(shape: Shape, who: str) -> tuple[int, int, int]:
 
 class DCGANGenerator(nn.Sequential):
     """z (B, in_dim) -> image (B, C, H, W) in [-1, 1] for H, W divisible by 4 (28 x 28: seeds
-    001, 003): a transposed convolution to (2w, H/4, W/4), two stride-2 ones doubling the
-    size, batch norm and ReLU after each but the last, tanh on the output."""
+    001, 003): a transposed convolution to (2w, H/4, W/4), two upsampling layers doubling
+    the size, normalisation and ReLU after each but the last, tanh on the output.
 
-    def __init__(self, in_dim: int, out_dim: Shape, width: int = 64):
+    upsample: transposed (stride-2 transposed convolutions) | resize_conv (nearest-
+    neighbour upsampling, then a 3x3 convolution: no checkerboard artifacts, seed 004).
+    norm: batch | virtual_batch (each example normalised with the statistics of a fixed
+    reference batch plus itself, Salimans et al. 2016, seed 003; the reference noise is
+    drawn once, here, and kept as a buffer, so checkpoints carry it).
+    """
+
+    def __init__(self, in_dim: int, out_dim: Shape, width: int = 64,
+                 upsample: str = "transposed", norm: str = "batch", reference_batch: int = 64):
         c, h, w = _image_shape(out_dim, "dcgan")
-        super().__init__(
-            nn.Unflatten(1, (in_dim, 1, 1)),  # (B, z) -> (B, z, 1, 1)
+        virtual = norm == "virtual_batch"
+
+        def normalise(channels: int) -> nn.Module:
+            return VirtualBatchNorm2d(channels, reference_batch) if virtual else \
+                nn.BatchNorm2d(channels)
+
+        def double(c_in: int, c_out: int, bias: bool) -> list[nn.Module]:  # (H, W) -> (2H, 2W)
+            if upsample == "resize_conv":
+                return [nn.Upsample(scale_factor=2, mode="nearest"),
+                        nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias)]
+            return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)]
+
+        layers: list[nn.Module] = [nn.Unflatten(1, (in_dim, 1, 1))]  # (B, z) -> (B, z, 1, 1)
+        if virtual:  # (B, z, 1, 1) -> (n_ref + B, z, 1, 1): the reference batch goes first
+            layers.append(PrependReference(torch.randn(reference_batch, in_dim, 1, 1)))
+        layers += [
             # (B, 2w, H/4, W/4)
             nn.ConvTranspose2d(in_dim, 2 * width, (h // 4, w // 4), bias=False),
-            nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False),  # (B, w, H/2, W/2)
-            nn.BatchNorm2d(width), nn.ReLU(),
-            nn.ConvTranspose2d(width, c, 4, 2, 1),  # (B, C, H, W)
-            nn.Tanh())
+            normalise(2 * width), nn.ReLU(),
+            *double(2 * width, width, bias=False),  # (B, w, H/2, W/2)
+            normalise(width), nn.ReLU(),
+            *double(width, c, bias=True),  # (B, C, H, W)
+            nn.Tanh()]
+        if virtual:
+            layers.append(DropReference(reference_batch))
+        super().__init__(*layers)
         dcgan_init(self)
+
+
+class PrependReference(nn.Module):
+    """Puts the fixed reference input in front of the batch (virtual batch norm)."""
+
+    def __init__(self, reference: torch.Tensor):
+        super().__init__()
+        self.register_buffer("reference", reference)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.reference.to(x.dtype), x])
+
+
+class DropReference(nn.Module):
+    """Removes the reference rows again: (n_ref + B, ...) -> (B, ...)."""
+
+    def __init__(self, n_reference: int):
+        super().__init__()
+        self.n_reference = n_reference
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[self.n_reference:]
+
+
+class VirtualBatchNorm2d(nn.Module):
+    """Virtual batch norm for (n_ref + B, C, H, W) whose first n_ref rows are the reference
+    batch: the reference is normalised with its own per-channel statistics, and example
+    i with those of the reference batch plus example i alone — so no example depends on
+    the others in its batch. Then a learned per-channel scale and shift, as batch norm."""
+
+    def __init__(self, num_features: int, n_reference: int, eps: float = 1e-5):
+        super().__init__()
+        self.n_reference, self.eps = n_reference, eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.n_reference
+        per_example = x.mean((2, 3), keepdim=True), (x * x).mean((2, 3), keepdim=True)
+        # each (n_ref + B, C, 1, 1): the per-example means of x and x^2 over the image
+        ref_mean, ref_sq = (m[:n].mean(0, keepdim=True) for m in per_example)  # (1, C, 1, 1)
+        mean = torch.cat([ref_mean.expand(n, -1, -1, -1),
+                          (n * ref_mean + per_example[0][n:]) / (n + 1)])
+        sq = torch.cat([ref_sq.expand(n, -1, -1, -1), (n * ref_sq + per_example[1][n:]) / (n + 1)])
+        var = (sq - mean * mean).clamp(min=0)
+        x_hat = (x - mean) / torch.sqrt(var + self.eps)
+        return x_hat * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
 class DCGANDiscriminator(nn.Sequential):

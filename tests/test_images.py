@@ -219,3 +219,58 @@ def test_an_image_run_resumes_exactly(digits_root, tmp_path):
     assert resumed["metrics"]["fd"] == pytest.approx(whole["metrics"]["fd"], rel=1e-5)
     assert (tmp_path / "part" / "class_mass.csv").read_text() == \
         (tmp_path / "whole" / "class_mass.csv").read_text()
+
+
+# ---------------------------------------------------------------- #10: upsampling, virtual BN
+def test_resize_conv_upsamples_without_transposed_convolutions():
+    G = DCGANGenerator(16, [1, 28, 28], width=8, upsample="resize_conv")
+    kinds = [type(m).__name__ for m in G]
+    assert kinds.count("Upsample") == 2 and kinds.count("ConvTranspose2d") == 1  # the 1x1 -> 7x7
+    assert G(torch.randn(3, 16)).shape == (3, 1, 28, 28)
+    assert DCGANGenerator(16, [3, 32, 32], width=4, upsample="resize_conv")(
+        torch.randn(2, 16)).shape == (2, 3, 32, 32)
+
+
+def test_virtual_batch_norm_uses_the_reference_batch_plus_each_example():
+    from gan_cli.models import VirtualBatchNorm2d
+
+    torch.manual_seed(0)
+    vbn = VirtualBatchNorm2d(2, n_reference=3)
+    x = torch.randn(5, 2, 4, 4) * 3 + 1  # 3 reference rows, then 2 examples
+    y = vbn(x)
+
+    def normalised(rows: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        mean = rows.mean((0, 2, 3), keepdim=True)  # by hand, over every pixel of `rows`
+        var = rows.var((0, 2, 3), unbiased=False, keepdim=True)
+        return (target - mean) / torch.sqrt(var + 1e-5)
+
+    assert torch.allclose(y[:3], normalised(x[:3], x[:3]), atol=1e-5)
+    for i in (3, 4):  # the reference batch plus example i alone
+        assert torch.allclose(y[i], normalised(torch.cat([x[:3], x[i:i + 1]]), x[i])[0], atol=1e-5)
+
+
+def test_virtual_batch_norm_makes_each_sample_independent_of_its_batch():
+    torch.manual_seed(0)
+    z = torch.randn(6, 16)
+    vbn = DCGANGenerator(16, [1, 28, 28], width=8, norm="virtual_batch", reference_batch=8)
+    assert torch.allclose(vbn(z)[:2], vbn(z[:2]), atol=1e-5)  # training mode, too
+    bn = DCGANGenerator(16, [1, 28, 28], width=8)
+    assert not torch.allclose(bn(z)[:2], bn(z[:2]), atol=1e-3)  # batch norm mixes the batch
+
+
+def test_the_reference_batch_survives_a_checkpoint(digits_root, tmp_path):
+    from gan_cli.train import train
+
+    summary = train(compose_train(tiny_image_run(
+        digits_root, "model.generator.norm=virtual_batch", "model.generator.reference_batch=8",
+        "model.generator.upsample=resize_conv", "train.steps=20")), tmp_path / "run")
+    assert summary["status"] == "completed"
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    reference = state["generator"]["1.reference"]
+    assert reference.shape == (8, 100, 1, 1)
+    torch.manual_seed(123)  # another seed: another reference batch, until loaded
+    G = DCGANGenerator(100, [1, 28, 28], width=8, upsample="resize_conv", norm="virtual_batch",
+                       reference_batch=8)
+    assert not torch.equal(G[1].reference, reference)
+    G.load_state_dict(state["generator"])
+    assert torch.equal(G[1].reference, reference)
