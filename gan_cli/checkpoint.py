@@ -27,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from gan_cli.config import TrainConfig, UserError
 
 # the only settings a resumed run may change: the rest is the run's own config
-RESUMABLE_OVERRIDES = ("resume", "train.steps", "device", "threads")
+RESUMABLE_OVERRIDES = ("resume", "train.steps", "device")
 # what a checkpoint must hold to be resumed exactly (see train.checkpoint_state)
 RESUME_KEYS = ("step", "config", "generator", "discriminator", "opt_g", "opt_d", "schedulers",
                "eval_z", "rng", "rng_eval", "rows", "final_metrics", "converged_at", "health",
@@ -206,8 +206,6 @@ def load_for_resume(resume: str, cfg: DictConfig, overrides: Sequence[str],
         run_cfg.train.steps = cfg.train.steps
     if "device" in keys:
         run_cfg.device = cfg.device
-    if "threads" in keys:
-        run_cfg.threads = cfg.threads
     run_cfg.resume = str(resume)
     if run_cfg.train.steps < state["step"]:
         raise UserError(f"train.steps={run_cfg.train.steps}: the run is already at step "

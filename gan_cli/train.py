@@ -123,8 +123,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     """Train the GAN described by cfg; everything it writes goes into run_dir.
 
     With cfg.resume set, continue that run in its own folder with its own config
-    (`overrides` are the command line's, of which only train.steps, device and threads
-    may change it). Returns the summary also written to run_dir/summary.json. Raises
+    (`overrides` are the command line's, of which only train.steps and device may
+    change it). Returns the summary also written to run_dir/summary.json. Raises
     UserError (before anything is written) for a bad config value or checkpoint.
     """
     start_time = time.perf_counter()
@@ -141,8 +141,6 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     if cfg.resume:
         run_dir = run_folder_of(cfg.resume)
         resumed, cfg = load_for_resume(cfg.resume, cfg, overrides, warn=warnings.append)
-        if cfg.threads is not None:  # the run's own (or the command line's) CPU threads
-            torch.set_num_threads(cfg.threads)
     run_dir = Path(run_dir)
     validate_train_config(cfg)
     device = pick_device(cfg.device)

@@ -184,22 +184,3 @@ def test_a_folder_that_holds_a_run_is_continued_or_refused_never_overwritten(tmp
     assert "already holds a run with another config" in proc.stderr
     assert (tmp_path / "run" / "metrics.csv").read_text() == before
     assert (tmp_path / "run" / ".hydra" / "config.yaml").read_text() == record
-
-
-def test_a_resumed_run_uses_its_own_threads_or_the_ones_given(run_tiny, tmp_path):
-    """threads is a matter of the machine, not of the result: resume= applies the run's
-    saved value, and accepts threads= to change it."""
-    from conftest import compose_train
-    from gan_cli.train import train
-
-    before = torch.get_num_threads()
-    try:
-        _, run_dir = run_tiny("threads=1", "train.steps=20")
-        torch.set_num_threads(2)
-        train(compose_train([f"resume={run_dir}"]), run_dir, overrides=["train.steps=30"])
-        assert torch.get_num_threads() == 1
-        train(compose_train([f"resume={run_dir}", "threads=2"]), run_dir,
-              overrides=["train.steps=40", "threads=2"])
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
