@@ -274,3 +274,18 @@ def test_the_reference_batch_survives_a_checkpoint(digits_root, tmp_path):
     assert not torch.equal(G[1].reference, reference)
     G.load_state_dict(state["generator"])
     assert torch.equal(G[1].reference, reference)
+
+
+def test_the_image_switches_change_the_networks():
+    """model.discriminator.batch_norm=false drops D's batch norm; output_activation=tanh
+    bounds the MLP's output (what the image MLP's G relies on)."""
+    from gan_cli.models import MLP
+
+    plain = DCGANDiscriminator([1, 28, 28], 1, width=8, batch_norm=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain)
+    torch.manual_seed(0)
+    z = torch.randn(64, 100) * 10
+    bounded = MLP(100, [1, 28, 28], hidden=[32], output_activation="tanh")(z)
+    linear = MLP(100, [1, 28, 28], hidden=[32])(z)
+    assert bounded.shape == (64, 1, 28, 28) and bounded.abs().max() <= 1.0
+    assert linear.abs().max() > 1.0
