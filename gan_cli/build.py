@@ -18,6 +18,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.config import UserError
+from gan_cli.labels import Conditioning
 from gan_cli.models import NoisePrior, Pack, Shift, spectral_normalise
 from gan_cli.replicas import Replicas, copy_of_global_generator
 
@@ -81,7 +82,15 @@ class Models:
     noise: NoisePrior
 
 
-def build_models(model_cfg: DictConfig, data: Any, device: torch.device) -> Models:
+def build_conditioning(model_cfg: DictConfig, loss_cfg: DictConfig, data: Any) -> Conditioning:
+    """How labels enter the game (see gan_cli/labels.py); Conditioning() = not at all."""
+    if not model_cfg.get("conditional", False):
+        return Conditioning()
+    return Conditioning(data.n_classes, aux_weight=loss_cfg.get("aux_weight", 0.0))
+
+
+def build_models(model_cfg: DictConfig, data: Any, device: torch.device,
+                 conditioning: Conditioning = Conditioning()) -> Models:
     g_cfg = OmegaConf.to_container(model_cfg.generator)
     if model_cfg.get("widths_per_mode", False):
         if not hasattr(data, "n_modes"):
@@ -91,14 +100,17 @@ def build_models(model_cfg: DictConfig, data: Any, device: torch.device) -> Mode
     noise_cfg = OmegaConf.to_container(model_cfg.noise)
     noise_cfg["dim"] = noise_cfg["dim"] or data.dim
     shape = list(data.shape)  # one sample's: [d], or [C, H, W] for images
-    generator = instantiate(g_cfg, "model.generator", in_dim=noise_cfg["dim"], out_dim=shape,
-                            _convert_="all")
+    labels = conditioning  # a conditional G's input is z and a label's one-hot code
+    generator = instantiate(g_cfg, "model.generator", out_dim=shape, _convert_="all",
+                            in_dim=noise_cfg["dim"] + labels.generator_extra_inputs)
     d_cfg = OmegaConf.to_container(model_cfg.discriminator)
     # PacGAN and spectral norm wrap any discriminator, so they are applied here
     pack, spectral_norm = d_cfg.pop("pack", 1), d_cfg.pop("spectral_norm", False)
-    packed = [pack * shape[0], *shape[1:]]  # m samples side by side, or m images' channels
-    discriminator = instantiate(d_cfg, "model.discriminator", in_dim=packed, out_dim=1,
-                                _convert_="all")
+    # a sample with its label's code (more features, or more channels of an image), m
+    # of them side by side (or stacked as channels) when packed
+    packed = [pack * (shape[0] + labels.discriminator_extra_inputs), *shape[1:]]
+    discriminator = instantiate(d_cfg, "model.discriminator", in_dim=packed, _convert_="all",
+                                out_dim=1 + labels.discriminator_extra_outputs)
     if spectral_norm:
         discriminator = spectral_normalise(discriminator)
     if pack > 1:
@@ -109,20 +121,22 @@ def build_models(model_cfg: DictConfig, data: Any, device: torch.device) -> Mode
         # output from the real spread (w1 0.24 instead of 0.03 on data=unimodal)
         mean = data.mean.cpu()  # (d,)
         generator = torch.nn.Sequential(generator, Shift(mean))
-        discriminator = torch.nn.Sequential(Shift(-mean), discriminator)
+        label_code = torch.zeros(labels.discriminator_extra_inputs)  # (K,) or (0,): unshifted
+        discriminator = torch.nn.Sequential(Shift(torch.cat([-mean, label_code])), discriminator)
     noise = NoisePrior(**noise_cfg, device=device)
     return Models(generator.to(device), discriminator.to(device), noise)
 
 
 def build_replicas(model_cfg: DictConfig, data: Any, device: torch.device,
-                   seeds: Sequence[int]) -> tuple[Models, list[torch.Generator]]:
+                   seeds: Sequence[int], conditioning: Conditioning = Conditioning()
+                   ) -> tuple[Models, list[torch.Generator]]:
     """Networks stacked from one build per seed (train.replicas), each replica's weights
     those a single run with its seed starts from; and per replica a generator in the
     state that run's global generator is in when its loop begins."""
     copies, generators = [], []
     for seed in seeds:
         seed_everything(seed)
-        copies.append(build_models(model_cfg, data, device))
+        copies.append(build_models(model_cfg, data, device, conditioning))
         generators.append(copy_of_global_generator(device))
     stacked = Models(Replicas([m.generator for m in copies]),
                      Replicas([m.discriminator for m in copies]), copies[0].noise)
@@ -130,7 +144,10 @@ def build_replicas(model_cfg: DictConfig, data: Any, device: torch.device,
 
 
 def build_loss(loss_cfg: DictConfig) -> Any:
-    return instantiate(loss_cfg, "loss")
+    """The objective; loss.aux_weight is AC-GAN's, applied by the Conditioning."""
+    node = OmegaConf.to_container(loss_cfg)
+    node.pop("aux_weight", None)
+    return instantiate(node, "loss")
 
 
 def build_logger(logger_cfg: DictConfig, run_dir: Path, start_step: int) -> Optional[Any]:

@@ -74,6 +74,8 @@ class SampleConfig:
     device: str = "auto"
     ema: bool = True  # use G's moving average when the checkpoint has one
     replica: Optional[int] = None  # which replica of a train.replicas run to sample from (0..R-1)
+    label: Optional[int] = None  # a conditional G: draw only this class; null = every class in turn
+    labels: Optional[list[int]] = None  # a conditional G: these classes, in equal shares
 
 
 # ---------------------------------------------------------------- groups
@@ -138,7 +140,14 @@ class DiscriminatorMLPConfig(MLPConfig):
 
 
 @dataclass
-class MLPGANConfig:
+class GANModelConfig:
+    # class-conditional GAN: G is told which class (a digit, or a mixture's component) to
+    # draw, and D judges (sample, label) pairs (with loss.aux_weight > 0, AC-GAN: D guesses it)
+    conditional: bool = False
+
+
+@dataclass
+class MLPGANConfig(GANModelConfig):
     generator: GeneratorMLPConfig = field(default_factory=GeneratorMLPConfig)
     discriminator: DiscriminatorMLPConfig = field(default_factory=DiscriminatorMLPConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
@@ -167,7 +176,7 @@ class DCGANDiscriminatorConfig:
 
 
 @dataclass
-class DCGANConfig:
+class DCGANConfig(GANModelConfig):
     generator: DCGANGeneratorConfig = field(default_factory=DCGANGeneratorConfig)
     discriminator: DCGANDiscriminatorConfig = field(default_factory=DCGANDiscriminatorConfig)
     noise: NoiseConfig = field(default_factory=lambda: NoiseConfig(dist="normal", dim=100))
@@ -183,6 +192,9 @@ class LoggerConfig:
 class LossConfig:
     _target_: str = MISSING
     label_smoothing: float = 0.0  # one-sided: real target = 1 - label_smoothing (0.1 -> 0.9)
+    # AC-GAN: D gets a class head, and both players add aux_weight x its cross-entropy
+    # against the labels (needs model.conditional=true); 0 = off
+    aux_weight: float = 0.0
 
 
 @dataclass
@@ -363,6 +375,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     _require(0.0 <= cfg.loss.label_smoothing < 0.5, "loss.label_smoothing",
              cfg.loss.label_smoothing, "must be in [0, 0.5)")
     _check_loss_combinations(cfg)
+    _check_labels(cfg)
     if t.replicas > 1:
         _check_replica_support(cfg)
 
@@ -380,6 +393,23 @@ def _check_replica_support(cfg: DictConfig) -> None:
         _require(not found, "train.replicas", cfg.train.replicas,
                  f"{what} cannot run batched: use train.replicas=1 and sweep the seeds "
                  f"instead (gan-train -m seed=0,1,2,...)")
+
+
+def _check_labels(cfg: DictConfig) -> None:
+    """model.conditional and AC-GAN's loss.aux_weight (gan_cli/labels.py)."""
+    aux = cfg.loss.get("aux_weight", 0.0)
+    _require(math.isfinite(aux) and aux >= 0, "loss.aux_weight", aux,
+             "must be a weight >= 0 (0 = no auxiliary classifier)")
+    if not cfg.model.get("conditional", False):
+        _require(aux == 0, "loss.aux_weight", aux, "AC-GAN needs a G told which class to "
+                 "draw: add model.conditional=true (or set loss.aux_weight=0)")
+        return
+    _require(cfg.train.unroll_steps == 0, "train.unroll_steps", cfg.train.unroll_steps,
+             "unrolling is not built for conditional GANs: use 0 with model.conditional=true")
+    if aux:
+        pack = cfg.model.discriminator.pack
+        _require(pack == 1, "model.discriminator.pack", pack, "AC-GAN's D classifies each "
+                 "sample, so it cannot judge packs: use pack=1 with loss.aux_weight > 0")
 
 
 def _check_loss_combinations(cfg: DictConfig) -> None:

@@ -90,8 +90,15 @@ class RunConsole:
         table = Table(title=title, show_header=True, header_style="bold")
         table.add_column("metric")
         table.add_column("value", justify="right")
+        def shown(value) -> str:  # 4 significant digits, in lists too (per-class metrics)
+            if isinstance(value, float):
+                return f"{value:.4g}"
+            if isinstance(value, list):
+                return " ".join(shown(v) for v in value)
+            return str(value)
+
         for key, value in rows.items():
-            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+            table.add_row(key, shown(value))
         self.screen.print(table)
         self.log.print(table)
 

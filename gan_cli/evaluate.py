@@ -75,6 +75,28 @@ def evaluate_mixture(fake: torch.Tensor, real: torch.Tensor, mixture: GaussianMi
     return metrics
 
 
+def per_class_fit(fake: torch.Tensor, labels: torch.Tensor, real: torch.Tensor,
+                  mixture: GaussianMixture, projections: int = 256,
+                  generator: Optional[torch.Generator] = None) -> dict:
+    """A conditional G's samples fake (N, d) drawn for components labels (N,) against real
+    (N, d) drawn with exact weights (mixture.balanced_labels(N) are its components):
+
+    class_fidelity: share of G's samples whose nearest mode is the one asked for;
+    class_w1: per component, the W1 between G's samples for it and its real samples.
+    """
+    z = (fake.unsqueeze(1) - mixture.means) / mixture.stds  # (N, K, d)
+    nearest = (z**2).sum(-1).argmin(dim=1)  # (N,)
+    real_labels = mixture.balanced_labels(len(real))
+    class_w1 = []
+    for k in range(mixture.n_modes):
+        mine, theirs = fake[labels == k], real[real_labels == k]
+        n = min(len(mine), len(theirs))  # equal when labels are balanced_labels too
+        class_w1.append(wasserstein1(mine[:n], theirs[:n], projections, generator=generator)
+                        if n > 0 else math.nan)
+    return {"class_fidelity": (nearest == labels).float().mean().item(),
+            "class_w1": class_w1, "class_w1_max": max(class_w1)}
+
+
 def default_w1_tol(mixture: GaussianMixture) -> float:
     """0.2 x the mean component std: small against the modes' own width."""
     return 0.2 * mixture.stds.mean().item()
@@ -86,31 +108,43 @@ def is_converged(metrics: dict, w1_tol: float) -> bool:
 
 
 class MixtureEvaluation:
-    """Mixture data: w1, high-quality share, covered modes and mode KL per evaluation."""
+    """Mixture data: w1, high-quality share, covered modes and mode KL per evaluation;
+    for a conditional G also how well it draws each component it is asked for."""
 
-    columns = ("w1", "hq_fraction", "modes_covered", "mode_kl")  # metrics.csv
-    summary_keys = ("w1", "hq_fraction", "modes_covered", "n_modes", "mode_kl")
     histogram = "mode"  # each evaluation's per-mode shares go to mode_mass.csv
     objective = "w1"  # the metric a sweeper minimises
 
-    def __init__(self, data: GaussianMixture, eval_cfg: DictConfig):
+    def __init__(self, data: GaussianMixture, eval_cfg: DictConfig, conditional: bool = False):
         self.data, self.cfg = data, eval_cfg
         self.w1_tol = eval_cfg.w1_tol or default_w1_tol(data)
         self.real: Optional[torch.Tensor] = None  # the last real sample, for the picture
+        per_class = ("class_fidelity", "class_w1_max") if conditional else ()
+        self.columns = ("w1", "hq_fraction", "modes_covered", "mode_kl", *per_class)  # metrics.csv
+        self.summary_keys = ("w1", "hq_fraction", "modes_covered", "n_modes", "mode_kl",
+                             *per_class, *("class_w1",) * conditional)
 
-    def metrics(self, fake: torch.Tensor, rng: torch.Generator) -> dict:
-        """fake (N, d) against N fresh real samples drawn from rng (the evaluation's own)."""
+    def metrics(self, fake: torch.Tensor, rng: torch.Generator,
+                labels: Optional[torch.Tensor] = None) -> dict:
+        """fake (N, d) against N fresh real samples drawn from rng (the evaluation's own);
+        labels (N,): the components a conditional G was asked for."""
         self.real = self.data.sample(self.cfg.n_samples, generator=rng, exact_weights=True)
-        return evaluate_mixture(fake, self.real, self.data, self.cfg.projections,
-                                self.cfg.hq_sigmas, generator=rng)
+        metrics = evaluate_mixture(fake, self.real, self.data, self.cfg.projections,
+                                   self.cfg.hq_sigmas, generator=rng)
+        if labels is not None:
+            metrics.update(per_class_fit(fake, labels, self.real, self.data,
+                                         self.cfg.projections, generator=rng))
+        return metrics
 
     def converged(self, metrics: dict) -> bool:
         return is_converged(metrics, self.w1_tol)
 
     @staticmethod
     def line(m: dict) -> str:
-        return (f"w1 {m['w1']:.4f}  modes {m['modes_covered']:g}/{m['n_modes']:g}  "
+        line = (f"w1 {m['w1']:.4f}  modes {m['modes_covered']:g}/{m['n_modes']:g}  "
                 f"hq {m['hq_fraction']:.3f}  mode_kl {m['mode_kl']:.4f}")
+        if "class_fidelity" in m:  # a conditional G
+            line += f"  fidelity {m['class_fidelity']:.3f}  worst class w1 {m['class_w1_max']:.4f}"
+        return line
 
     def start(self, plots_dir: Optional[Path]) -> dict:
         """Before training: what summary.json records about the evaluation itself."""
@@ -118,7 +152,7 @@ class MixtureEvaluation:
 
     def picture(self, fakes: Sequence[torch.Tensor], path: Path, title: str,
                 seeds: Sequence[int], discriminator: Optional[Callable] = None,
-                d_is_probability: bool = True) -> None:
+                d_is_probability: bool = True, **_: Any) -> None:
         if len(fakes) > 1:
             plots.plot_replicas(fakes, self.data, path, seeds, title=title)
         else:
@@ -130,14 +164,12 @@ class ImageEvaluation:
     """Image data: what a classifier trained on the real digits makes of G's images
     (see gan_cli/image_metrics.py); pictures are grids from the fixed noise batch."""
 
-    columns = ("fd", "classifier_score", "classes_covered", "class_kl")
-    summary_keys = ("fd", "classifier_score", "classes_covered", "n_classes", "class_kl")
     histogram = "class"  # each evaluation's predicted-class shares go to class_mass.csv
     objective = "fd"
     grid = 64  # images per picture (8 x 8), the first of the fixed evaluation batch
 
     def __init__(self, data: Any, eval_cfg: DictConfig, device: torch.device,
-                 log: Callable[[str], None]):
+                 log: Callable[[str], None], conditional: bool = False):
         from gan_cli.image_metrics import ImageMetrics, load_or_train_classifier
 
         if eval_cfg.n_samples < 2:
@@ -146,9 +178,15 @@ class ImageEvaluation:
         self.data = data
         classifier, self.classifier_info = load_or_train_classifier(data, device, log=log)
         self.scorer = ImageMetrics(classifier, data, n_reference=eval_cfg.n_samples)
+        per_class = ("class_fidelity",) * conditional
+        self.columns = ("fd", "classifier_score", "classes_covered", "class_kl", *per_class)
+        self.summary_keys = ("fd", "classifier_score", "classes_covered", "n_classes",
+                             "class_kl", *per_class, *("fidelity_by_class",) * conditional)
 
-    def metrics(self, fake: torch.Tensor, rng: torch.Generator) -> dict:
-        metrics = dict(self.scorer(fake), n_classes=self.data.n_classes)
+    def metrics(self, fake: torch.Tensor, rng: torch.Generator,
+                labels: Optional[torch.Tensor] = None) -> dict:
+        """labels (N,): the classes a conditional G was asked for (class fidelity)."""
+        metrics = dict(self.scorer(fake, labels), n_classes=self.data.n_classes)
         metrics["class_mass"] = metrics.pop("class_histogram")
         return metrics
 
@@ -158,8 +196,11 @@ class ImageEvaluation:
 
     @staticmethod
     def line(m: dict) -> str:
-        return (f"fd {m['fd']:.3f}  score {m['classifier_score']:.2f}  classes "
+        line = (f"fd {m['fd']:.3f}  score {m['classifier_score']:.2f}  classes "
                 f"{m['classes_covered']:g}/{m['n_classes']:g}  class_kl {m['class_kl']:.3f}")
+        if "class_fidelity" in m:  # a conditional G
+            line += f"  fidelity {m['class_fidelity']:.3f}"
+        return line
 
     def start(self, plots_dir: Optional[Path]) -> dict:
         """plots/real.png, and the classifier and real test images' own metrics (the
@@ -171,17 +212,21 @@ class ImageEvaluation:
         return {"classifier": self.classifier_info, "reference_metrics": reference}
 
     def picture(self, fakes: Sequence[torch.Tensor], path: Path, title: str,
-                seeds: Sequence[int], **_: Any) -> None:
+                seeds: Sequence[int], labels: Optional[torch.Tensor] = None, **_: Any) -> None:
         if len(fakes) > 1:  # one row of 8 per replica
             images = torch.cat([f[:8] for f in fakes])
             plots.plot_images(images, path, title=title, row_labels=[f"seed {s}" for s in seeds])
+        elif labels is not None:  # a conditional G: one row of 8 per class
+            classes = torch.unique(labels).tolist()
+            images = torch.cat([fakes[0][labels == k][:8] for k in classes])
+            plots.plot_images(images, path, title=title, row_labels=[str(k) for k in classes])
         else:
             plots.plot_images(fakes[0][:self.grid], path, title=title)
 
 
 def build_evaluation(data: Any, eval_cfg: DictConfig, device: torch.device,
-                     log: Callable[[str], None]):
-    """The Evaluation that suits the data: images or a mixture."""
+                     log: Callable[[str], None], conditional: bool = False):
+    """The Evaluation that suits the data: images or a mixture (conditional: also per class)."""
     if len(data.shape) > 1:
-        return ImageEvaluation(data, eval_cfg, device, log)
-    return MixtureEvaluation(data, eval_cfg)
+        return ImageEvaluation(data, eval_cfg, device, log, conditional)
+    return MixtureEvaluation(data, eval_cfg, conditional)

@@ -22,7 +22,7 @@ import itertools
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -247,6 +247,18 @@ def class_coverage(probs: torch.Tensor, confident: float = CONFIDENT,
 
 
 # ---------------------------------------------------------------- evaluation
+def class_fidelity(probs: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Of images drawn for class k (labels (N,)), the share the classifier assigns to k
+    (probs (N, K)): per class (fidelity_by_class, null for a class not asked for) and
+    the mean over the classes asked for (class_fidelity)."""
+    hit = (probs.argmax(1) == labels.to(probs.device)).float()  # (N,)
+    labels = labels.to(probs.device)
+    by_class = [hit[labels == k].mean().item() if (labels == k).any() else None
+                for k in range(probs.shape[1])]
+    asked = [f for f in by_class if f is not None]
+    return {"class_fidelity": sum(asked) / len(asked), "fidelity_by_class": by_class}
+
+
 class ImageMetrics:
     """Evaluates generated images against the feature statistics of data's real test images.
 
@@ -260,18 +272,24 @@ class ImageMetrics:
         self.classifier, self.chunk = classifier, chunk
         test, _ = data.test_split()  # (M, C, H, W)
         self.mu, self.cov = feature_statistics(_outputs(classifier, test, chunk)[1])
-        train, _ = data.full_train_split()  # (N, C, H, W)
-        self._reference = self(train[:n_reference])
+        train, labels = data.full_train_split()  # (N, C, H, W), (N,)
+        # class_fidelity here: the classifier's accuracy, a perfect conditional G's fidelity
+        self._reference = self(train[:n_reference], labels[:n_reference])
 
     @property
     def reference(self) -> dict:
         return dict(self._reference, class_histogram=list(self._reference["class_histogram"]))
 
-    def __call__(self, fake: torch.Tensor) -> dict:
-        """classifier_score, fd, classes_covered, class_kl, class_histogram of fake (N, C, H, W)."""
+    def __call__(self, fake: torch.Tensor, labels: Optional[torch.Tensor] = None) -> dict:
+        """classifier_score, fd, classes_covered, class_kl, class_histogram of fake (N, C, H, W);
+        given the (N,) classes a conditional G was asked for, also class_fidelity."""
         if fake.shape[0] < 2:
             raise ValueError(f"image metrics need at least 2 images, got {fake.shape[0]}")
-        return self._metrics(*_outputs(self.classifier, fake, self.chunk))
+        probs, feats = _outputs(self.classifier, fake, self.chunk)
+        metrics = self._metrics(probs, feats)
+        if labels is not None:
+            metrics.update(class_fidelity(probs, labels))
+        return metrics
 
     def _metrics(self, probs: torch.Tensor, feats: torch.Tensor) -> dict:
         covered, kl, hist = class_coverage(probs)

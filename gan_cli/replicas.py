@@ -125,11 +125,20 @@ class RandomDraws:
     """
 
     def __init__(self, data, noise: Callable[..., torch.Tensor],
-                 generators: Optional[list[torch.Generator]] = None):
+                 generators: Optional[list[torch.Generator]] = None, labelled: bool = False):
         self.data, self.prior, self.generators = data, noise, generators
+        self.labelled = labelled  # a conditional GAN: real samples come with their labels
 
-    def real(self, n: int) -> torch.Tensor:  # (n, d) or (R, n, d)
-        return self.data.sample(n, generators=self.generators)
+    def real(self, n: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(n, d) samples (or (R, n, d)) and their labels (n,), or None without labels."""
+        if not self.labelled:
+            return self.data.sample(n, generators=self.generators), None
+        return self.data.sample_labelled(n, generators=self.generators)
+
+    def labels(self, n: int) -> Optional[torch.Tensor]:
+        """(n,) (or (R, n)) labels for G to draw, as often as the data has each; None
+        without labels."""
+        return self.data.sample_labels(n, generators=self.generators) if self.labelled else None
 
     def noise(self, n: int) -> torch.Tensor:  # (n, z) or (R, n, z)
         return self.prior(n, generators=self.generators)
@@ -181,7 +190,8 @@ def replica_summary(seeds: list[int], final_metrics: list[dict],
     healthy = [e["metrics"] for e in per_replica if e["status"] != "diverged"]
     median, iqr = {}, {}
     for key in keys:
-        values = sorted(m[key] for m in healthy if key in m and math.isfinite(m[key]))
+        values = sorted(m[key] for m in healthy if isinstance(m.get(key), (int, float))
+                        and math.isfinite(m[key]))  # (lists, e.g. class_w1: per replica only)
         if values:
             median[key] = statistics.median(values)
             q = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 \

@@ -12,14 +12,14 @@ import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import plots
-from gan_cli.build import build_data, build_logger, build_loss, build_models, build_optimizers, \
-    build_replicas, describe_device, pick_device, seed_everything
+from gan_cli.build import build_conditioning, build_data, build_logger, build_loss, \
+    build_models, build_optimizers, build_replicas, describe_device, pick_device, seed_everything
 from gan_cli.checkpoint import atomic_write, load_checkpoint, load_for_resume, load_weights, \
     prune_checkpoints, rng_states, run_config, run_folder_of, save_checkpoint, set_rng_states
 from gan_cli.config import UserError, validate_train_config
@@ -156,11 +156,14 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     # with a leading replica dimension; each draws its random inputs from its own generator
     replicas = cfg.train.replicas
     seeds = [cfg.seed + k for k in range(replicas)]
+    # class labels (conditional GAN, AC-GAN) join G's and D's inputs, or D's outputs
+    cond = build_conditioning(cfg.model, cfg.loss, data)
     if replicas > 1:
-        models, generators = build_replicas(cfg.model, data, device, seeds)
+        models, generators = build_replicas(cfg.model, data, device, seeds, cond)
     else:
-        models, generators = build_models(cfg.model, data, device), None
-    draws = RandomDraws(data, models.noise, generators)
+        models, generators = build_models(cfg.model, data, device, cond), None
+    draws = RandomDraws(data, models.noise, generators, labelled=cond.conditional)
+    image = len(data.shape) > 1
     # the objectives map one replica's D outputs to a number: vmap gives one per replica
     per_replica = torch.func.vmap if replicas > 1 else (lambda f: f)
     loss = build_loss(cfg.loss)
@@ -179,6 +182,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     # fixed, so that frames are comparable: (N, z), or (R, N, z) for replicas
     eval_z = noise(cfg.eval.n_samples, generator=eval_rngs[0],
                    generators=eval_rngs if replicas > 1 else None)
+    # a conditional G's fixed classes to draw: (N,), every class its share
+    eval_labels = data.balanced_labels(cfg.eval.n_samples) if cond.conditional else None
 
     step, rows = 0, []  # rows: the metrics.csv rows so far
     converged_at: list[Optional[int]] = [None] * replicas  # per replica
@@ -197,6 +202,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         for sched, sched_state in zip(optims.schedulers, resumed["schedulers"]):
             sched.load_state_dict(sched_state)
         eval_z = resumed["eval_z"].to(device)
+        if eval_labels is not None:
+            eval_labels = resumed["eval_labels"].to(device)
         if resumed["device_type"] == device.type:
             for g, state in zip(eval_rngs, as_list(resumed["rng_eval"])):
                 g.set_state(state.cpu())
@@ -221,7 +228,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         print(line, flush=True)
         evaluation_lines.append(line)
 
-    evaluation = build_evaluation(data, cfg.eval, device, log=show_now)
+    evaluation = build_evaluation(data, cfg.eval, device, log=show_now,
+                                  conditional=cond.conditional)
     logger = build_logger(cfg.logger, run_dir, start_step=step)  # None for logger=none
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "plots").mkdir(exist_ok=True)
@@ -266,7 +274,9 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             "opt_d": opt_d.state_dict(),
             "schedulers": [s.state_dict() for s in optims.schedulers],
             "eval_z": eval_z,
+            "eval_labels": eval_labels,
             "data_shape": list(data.shape),  # one sample's: gan-sample builds G from it
+            "n_classes": getattr(data, "n_classes", None),  # and a conditional G from this
             "rng": rng_states(device),
             "rng_eval": one_or_all([g.get_state() for g in eval_rngs], replicas),
             "rng_replicas": [g.get_state() for g in generators or []],
@@ -318,10 +328,17 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             console.line(message)
 
     # D's verdict on each point of a grid, for the 1-D pictures; not drawn when D judges
-    # a sample only together with others (packing, minibatch layers), nor for replicas
+    # a sample only together with others (packing, minibatch layers) or with its label,
+    # nor for replicas
     d_cfg = cfg.model.discriminator
     per_sample = d_cfg.get("pack", 1) == 1 and d_cfg.get("minibatch", "none") == "none"
-    d_curve = (lambda x: loss.output(D(x))) if per_sample and replicas == 1 else None
+    d_curve = (lambda x: loss.output(cond.split(D(x))[0])) \
+        if per_sample and replicas == 1 and not cond.to_discriminator else None
+
+    def judge(x: torch.Tensor, y: Optional[torch.Tensor], critic: Callable = D):
+        """D's logits (B / pack, 1) on samples x of classes y (None: no labels) and, for
+        AC-GAN, its class logits (B, K) (else None)."""
+        return cond.split(critic(cond.discriminator_input(x, y, image)))
 
     mass_key = f"{evaluation.histogram}_mass"  # mode_mass (mixtures) or class_mass (images)
 
@@ -339,15 +356,19 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     def evaluate() -> list[dict]:
         """Each replica's metrics (one entry for a single run); the frame; a console line."""
         G_eval.eval()  # no dropout: evaluation must not draw from the training stream
+        batch_dim = 1 if replicas > 1 else 0
+        z_chunks = eval_z.split(1000, dim=batch_dim)
+        label_chunks = [None] * len(z_chunks) if eval_labels is None else \
+            eval_labels.expand(eval_z.shape[:-1]).split(1000, dim=batch_dim)
         with torch.no_grad():  # in chunks: 10,000 images at once would be GBs of activations
-            batch_dim = 1 if replicas > 1 else 0
-            fake = torch.cat([G_eval(z) for z in eval_z.split(1000, dim=batch_dim)],
+            fake = torch.cat([G_eval(cond.generator_input(z, y))
+                              for z, y in zip(z_chunks, label_chunks)],
                              dim=batch_dim)  # (N, ...), or (R, N, ...)
         G.train()
         fakes = list(fake) if replicas > 1 else [fake]
         all_metrics = []
         for k, (fake_k, rng) in enumerate(zip(fakes, eval_rngs)):
-            metrics = evaluation.metrics(fake_k, rng)
+            metrics = evaluation.metrics(fake_k, rng, labels=eval_labels)
             if converged_at[k] is None and evaluation.converged(metrics):
                 converged_at[k] = step
             all_metrics.append(metrics)
@@ -356,7 +377,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
             D.eval()
             frame = run_dir / "plots" / f"samples_{step:07d}.png"
             evaluation.picture(fakes, frame, f"step {step}", seeds, discriminator=d_curve,
-                               d_is_probability=loss.probabilistic)
+                               d_is_probability=loss.probabilistic, labels=eval_labels)
             D.train()
             if frame not in frames:
                 frames.append(frame)
@@ -394,13 +415,16 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                 # (1) D step(s): real samples up, fresh fakes (no G gradient) down.
                 # Shapes are a single run's; replicas put (R, ...) in front of each.
                 for _ in range(d_steps):
-                    real = blur(draws.real(batch))  # (B, d)
-                    with torch.no_grad():
-                        fake = blur(G(draws.noise(batch)))  # (B, d)
+                    real, labels = draws.real(batch)  # (B, d); their (B,) labels or None
+                    real = blur(real)
+                    with torch.no_grad():  # fakes of the real batch's classes
+                        fake = blur(G(cond.generator_input(draws.noise(batch), labels)))
                     # separate passes: minibatch layers must see pure real or pure fake batches
-                    real_logits, fake_logits = D(real), D(fake)  # (B / pack, 1) each
+                    (real_logits, real_class), (fake_logits, fake_class) = \
+                        judge(real, labels), judge(fake, labels)
                     d_loss = per_replica(loss.d_loss)(real_logits, fake_logits) + \
-                        loss.penalty(D, real, fake)  # ()
+                        loss.penalty(lambda x: judge(x, labels)[0], real, fake) + \
+                        cond.aux_loss(real_class, labels) + cond.aux_loss(fake_class, labels)
                     opt_d.zero_grad(set_to_none=True)
                     # replicas: the sum's gradient for each replica's weights is its own loss's
                     d_loss.sum().backward()
@@ -412,10 +436,15 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                 for _ in range(t.g_steps):
                     D_for_g = D
                     if t.unroll_steps:
-                        D_for_g = unrolled(D, opt_d, loss, t.unroll_steps,
-                                           real_batch=lambda: blur(draws.real(batch)),
+                        D_for_g = unrolled(D, opt_d, loss, t.unroll_steps,  # (no labels)
+                                           real_batch=lambda: blur(draws.real(batch)[0]),
                                            fake_batch=lambda: blur(G(draws.noise(batch))))
-                    g_loss = per_replica(loss.g_loss)(D_for_g(blur(G(draws.noise(batch)))))
+                    labels = draws.labels(batch)  # (B,) classes for G to draw, or None
+                    fake_logits_g, fake_class_g = judge(
+                        blur(G(cond.generator_input(draws.noise(batch), labels))), labels,
+                        critic=D_for_g)
+                    g_loss = per_replica(loss.g_loss)(fake_logits_g) + \
+                        cond.aux_loss(fake_class_g, labels)
                     opt_g.zero_grad(set_to_none=True)
                     g_loss.sum().backward()
                     grad_norm_g = grad_norm(G)

@@ -300,8 +300,10 @@ def test_the_real_test_images_match_the_reference(trained, metrics):
     assert set(m) == {"classifier_score", "fd", "classes_covered", "class_kl",
                       "class_histogram"}
     # the reference: real training images in G's place, near the test images but not equal
-    ref, (train_images, _) = metrics.reference, trained.data.full_train_split()
-    assert ref == metrics(train_images[:10_000])
+    ref, (train_images, labels) = metrics.reference, trained.data.full_train_split()
+    assert ref == metrics(train_images[:10_000], labels[:10_000])
+    # with their labels, real images' class fidelity is the classifier's per-class accuracy
+    assert ref["class_fidelity"] > 0.9 and len(ref["fidelity_by_class"]) == 10
     assert 0 < ref["fd"] < 0.1 * metrics.cov.trace().item() and ref["classes_covered"] == 10
     # chunking changes nothing but memory
     other = ImageMetrics(trained.classifier, trained.data, chunk=1000)(test_images)

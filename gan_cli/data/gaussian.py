@@ -83,6 +83,10 @@ class GaussianMixture:
         """(d,) mean of the whole mixture."""
         return self.weights @ self.means
 
+    @property
+    def n_classes(self) -> int:  # a conditional GAN's labels are the components
+        return self.n_modes
+
     def sample(self, n: int, generator: Optional[torch.Generator] = None,
                exact_weights: bool = False,
                generators: Optional[Sequence[torch.Generator]] = None) -> torch.Tensor:
@@ -93,17 +97,31 @@ class GaussianMixture:
         a multinomial count. Evaluation uses it: the count noise alone would put
         the W1 between two 10,000-sample draws of the tri-modal mixture at ~0.06.
         """
-        if exact_weights:  # the mode of each of n evenly spaced quantiles
-            u = (torch.arange(n, device=self.device) + 0.5) / n
-            k = torch.searchsorted(self.weights.cumsum(0), u).clamp(max=self.n_modes - 1)
-        else:
-            def pick(shape, device, generator):  # (n,) mode indices
-                return torch.multinomial(self.weights, shape[0], replacement=True,
-                                         generator=generator)
+        return self.sample_labelled(n, generator, exact_weights, generators)[0]
 
-            k = draw_each(pick, (n,), self.device, generator, generators)  # (n,)
+    def sample_labelled(self, n: int, generator: Optional[torch.Generator] = None,
+                        exact_weights: bool = False,
+                        generators: Optional[Sequence[torch.Generator]] = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Samples as sample() gives them, and the (n,) (or (R, n)) components they came from."""
+        k = self.balanced_labels(n) if exact_weights else self.sample_labels(n, generator, generators)
         eps = draw_each(torch.randn, (n, self.dim), self.device, generator, generators)
-        return self.means[k] + self.stds[k] * eps  # (n, d)
+        return self.means[k] + self.stds[k] * eps, k  # (n, d), (n,)
+
+    def sample_labels(self, n: int, generator: Optional[torch.Generator] = None,
+                      generators: Optional[Sequence[torch.Generator]] = None) -> torch.Tensor:
+        """(n,) components drawn with the mixing weights ((R, n) with `generators`)."""
+        def pick(shape, device, generator):
+            return torch.multinomial(self.weights, shape[0], replacement=True,
+                                     generator=generator)
+
+        return draw_each(pick, (n,), self.device, generator, generators)
+
+    def balanced_labels(self, n: int) -> torch.Tensor:
+        """(n,) components in order, n * weight of each (to within one): the component of
+        each of n evenly spaced quantiles."""
+        u = (torch.arange(n, device=self.device) + 0.5) / n
+        return torch.searchsorted(self.weights.cumsum(0), u).clamp(max=self.n_modes - 1)
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
         """Probability density at points x of shape (n, d) -> (n,)."""

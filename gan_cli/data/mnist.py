@@ -321,16 +321,28 @@ class IDXImages:
         """(n, C, H, W) training images drawn uniformly with replacement, on the device; with
         `generators` (replicas), (R, n, C, H, W) whose slice r is what generator=generators[r]
         gives. exact_weights (a mixture option) is accepted and ignored."""
+        return self.sample_labelled(n, generator, generators=generators)[0]
+
+    def sample_labelled(self, n: int, generator: Optional[torch.Generator] = None,
+                        exact_weights: bool = False,
+                        generators: Optional[Sequence[torch.Generator]] = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images as sample() draws them, and their (n,) (or (R, n)) labels."""
         def pick(shape, device, generator):  # (n,) indices
             return torch.randint(len(self.images), shape, device=device, generator=generator)
 
-        return self.images[draw_each(pick, (n,), self.device, generator, generators)]
-
-    def sample_labelled(self, n: int, generator: Optional[torch.Generator] = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n, C, H, W) training images and their (n,) labels."""
-        idx = torch.randint(len(self.images), (n,), device=self.device, generator=generator)
+        idx = draw_each(pick, (n,), self.device, generator, generators)
         return self.images[idx], self.labels[idx]
+
+    def sample_labels(self, n: int, generator: Optional[torch.Generator] = None,
+                      generators: Optional[Sequence[torch.Generator]] = None) -> torch.Tensor:
+        """(n,) labels of random training images: each class as often as the data has it."""
+        return self.sample_labelled(n, generator, generators=generators)[1]
+
+    def balanced_labels(self, n: int) -> torch.Tensor:
+        """(n,) the classes trained on, in turn (0, 1, ..., 9, 0, 1, ...)."""
+        present = torch.unique(self.labels)
+        return present[torch.arange(n, device=self.device) % len(present)]
 
     def full_train_split(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All training images and labels, whatever data.classes and data.limit say."""
