@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -242,14 +243,48 @@ class Pack(nn.Module):
         return x.reshape(x.shape[0] // self.m, self.m * x.shape[1], *x.shape[2:])
 
 
-@torch.no_grad()
+def judges_each_sample_alone(discriminator: nn.Module) -> bool:
+    """Whether no layer mixes the samples of a batch (batch norm, minibatch layers): then
+    real and fake batches may go through D together, in one pass."""
+    mixing = (nn.modules.batchnorm._BatchNorm, MinibatchStdDev, MinibatchDiscrimination)
+    return not any(isinstance(m, mixing) for m in discriminator.modules())
+
+
+@contextmanager
+def frozen(weights: Sequence[nn.Parameter]) -> Iterator[None]:
+    """No gradients for these weights inside the block. G's step needs D's gradient with
+    respect to its input, not to its weights: skipping those saves about a third of D's
+    backward pass."""
+    trainable = [w for w in weights if w.requires_grad]
+    for w in trainable:
+        w.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for w in trainable:
+            w.requires_grad_(True)
+
+
+def ema_updater(average: nn.Module, live: nn.Module) -> Callable[[float], None]:
+    """ema_update(average, live, decay) as a function of decay, with both weight lists
+    gathered once (walking the module tree each step costs more than a toy G's update)."""
+    averaged, current = list(average.parameters()), list(live.parameters())
+    averaged_buffers, current_buffers = list(average.buffers()), list(live.buffers())
+
+    @torch.no_grad()
+    def update(decay: float) -> None:
+        # one fused kernel for all weights rather than one small op per tensor
+        torch._foreach_lerp_(averaged, current, 1.0 - decay)
+        if averaged_buffers:
+            torch._foreach_copy_(averaged_buffers, current_buffers)
+
+    return update
+
+
 def ema_update(average: nn.Module, live: nn.Module, decay: float) -> None:
     """average <- decay * average + (1 - decay) * live, weight by weight; buffers (batch
     norm's running statistics) are copied, as they describe the live network's activations."""
-    for a, w in zip(average.parameters(), live.parameters()):
-        a.lerp_(w, 1.0 - decay)
-    for a, b in zip(average.buffers(), live.buffers()):
-        a.copy_(b)
+    ema_updater(average, live)(decay)
 
 
 def spectral_normalise(module: nn.Module) -> nn.Module:

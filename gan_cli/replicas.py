@@ -46,6 +46,7 @@ class Replicas(nn.Module):
             self.net.get_submodule(owner).register_buffer(
                 leaf, torch.stack([c.get_buffer(name) for c in copies]))
         self.layers = _chain(self.net)
+        self.weights = list(self.net.parameters())  # listed once (see grad_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (R, B, ...) -> (R, B, ...)
         for layer in self.layers:
@@ -61,7 +62,7 @@ class Replicas(nn.Module):
 
     def grad_norm(self) -> torch.Tensor:
         """(R,): each replica's L2 norm of all its gradients together."""
-        squares = [p.grad.flatten(1).square().sum(1) for p in self.parameters()
+        squares = [p.grad.flatten(1).square().sum(1) for p in self.weights
                    if p.grad is not None]
         if not squares:
             return torch.zeros(self.count, device=next(self.parameters()).device)

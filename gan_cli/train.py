@@ -12,6 +12,7 @@ import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Iterator, Optional, Sequence
 
 import torch
@@ -25,10 +26,10 @@ from gan_cli.checkpoint import atomic_write, load_checkpoint, load_for_resume, l
 from gan_cli.config import UserError, validate_train_config
 from gan_cli.console import RunConsole
 from gan_cli.evaluate import build_evaluation
-from gan_cli.health import STATS, HealthMonitor, first_non_finite_parameter, grad_norm
+from gan_cli.health import STATS, HealthMonitor, first_non_finite_parameter, grad_norm_of
 from gan_cli.loggers import flat_hparams
 from gan_cli.manifest import now_iso, run_manifest
-from gan_cli.models import ema_update
+from gan_cli.models import ema_updater, frozen, judges_each_sample_alone
 from gan_cli.replicas import RandomDraws, median_row, replica_summary
 from gan_cli.unroll import unrolled
 
@@ -174,7 +175,9 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.train.ema is not None else None
     G_eval = G_ema if G_ema is not None else G
 
-    t = cfg.train
+    # the loop's settings as plain values: each OmegaConf lookup costs microseconds, a
+    # tenth of a toy step when the loop made a dozen of them per step
+    t = SimpleNamespace(**OmegaConf.to_container(cfg.train, resolve=True))
     steps, batch = t.steps, t.batch_size
     d_steps = t.d_steps or loss.n_critic
     # evaluation draws from its own generators so it never shifts the training random stream
@@ -340,6 +343,23 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         AC-GAN, its class logits (B, K) (else None)."""
         return cond.split(critic(cond.discriminator_input(x, y, image)))
 
+    # one D pass over real and fake together halves the D step's kernel launches; a D
+    # with batch norm or minibatch layers must see pure real or pure fake batches (seed 003)
+    joint_pass = judges_each_sample_alone(D)
+    batch_dim = 1 if replicas > 1 else 0
+
+    def judge_both(real: torch.Tensor, fake: torch.Tensor, labels: Optional[torch.Tensor]):
+        """judge() of real and of fake samples of the same classes: (real's, fake's)."""
+        if not joint_pass:
+            return judge(real, labels), judge(fake, labels)
+        both = None if labels is None else torch.cat([labels, labels], dim=batch_dim)
+        logits, classes = judge(torch.cat([real, fake], dim=batch_dim), both)
+        real_logits, fake_logits = logits.chunk(2, dim=batch_dim)
+        if classes is None:
+            return (real_logits, None), (fake_logits, None)
+        real_classes, fake_classes = classes.chunk(2, dim=batch_dim)
+        return (real_logits, real_classes), (fake_logits, fake_classes)
+
     mass_key = f"{evaluation.histogram}_mass"  # mode_mass (mixtures) or class_mass (images)
 
     def write_mass() -> None:
@@ -356,7 +376,6 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     def evaluate() -> list[dict]:
         """Each replica's metrics (one entry for a single run); the frame; a console line."""
         G_eval.eval()  # no dropout: evaluation must not draw from the training stream
-        batch_dim = 1 if replicas > 1 else 0
         z_chunks = eval_z.split(1000, dim=batch_dim)
         label_chunks = [None] * len(z_chunks) if eval_labels is None else \
             eval_labels.expand(eval_z.shape[:-1]).split(1000, dim=batch_dim)
@@ -395,6 +414,10 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
     who = f"seeds {seeds[0]}..{seeds[-1]} ({replicas} replicas)" if replicas > 1 else \
         f"seed {cfg.seed}"
     console.line(f"data: {data.describe()} | {who} | {steps} steps")
+    # the weight lists these walk, gathered once
+    grad_norm_d_now, grad_norm_g_now = grad_norm_of(D), grad_norm_of(G)
+    d_weights = list(D.parameters())
+    update_ema = ema_updater(G_ema, G) if G_ema is not None else None
     interval_start = train_start = time.perf_counter()
     G.train()
     D.train()
@@ -419,16 +442,15 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                     real = blur(real)
                     with torch.no_grad():  # fakes of the real batch's classes
                         fake = blur(G(cond.generator_input(draws.noise(batch), labels)))
-                    # separate passes: minibatch layers must see pure real or pure fake batches
                     (real_logits, real_class), (fake_logits, fake_class) = \
-                        judge(real, labels), judge(fake, labels)
+                        judge_both(real, fake, labels)
                     d_loss = per_replica(loss.d_loss)(real_logits, fake_logits) + \
                         loss.penalty(lambda x: judge(x, labels)[0], real, fake) + \
                         cond.aux_loss(real_class, labels) + cond.aux_loss(fake_class, labels)
                     opt_d.zero_grad(set_to_none=True)
                     # replicas: the sum's gradient for each replica's weights is its own loss's
                     d_loss.sum().backward()
-                    grad_norm_d = grad_norm(D)
+                    grad_norm_d = grad_norm_d_now()
                     opt_d.step()
                     loss.after_d_step(D)  # e.g. WGAN's weight clipping
 
@@ -440,14 +462,15 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                                            real_batch=lambda: blur(draws.real(batch)[0]),
                                            fake_batch=lambda: blur(G(draws.noise(batch))))
                     labels = draws.labels(batch)  # (B,) classes for G to draw, or None
-                    fake_logits_g, fake_class_g = judge(
-                        blur(G(cond.generator_input(draws.noise(batch), labels))), labels,
-                        critic=D_for_g)
+                    with frozen(d_weights):  # D's input gradient only, not its weights'
+                        fake_logits_g, fake_class_g = judge(
+                            blur(G(cond.generator_input(draws.noise(batch), labels))), labels,
+                            critic=D_for_g)
                     g_loss = per_replica(loss.g_loss)(fake_logits_g) + \
                         cond.aux_loss(fake_class_g, labels)
                     opt_g.zero_grad(set_to_none=True)
                     g_loss.sum().backward()
-                    grad_norm_g = grad_norm(G)
+                    grad_norm_g = grad_norm_g_now()
                     opt_g.step()
 
                 # (3) schedules, G's moving average, health statistics
@@ -456,7 +479,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                 step += 1
                 if G_ema is not None:
                     # warm-up: early on the average must not remember the random init
-                    ema_update(G_ema, G, decay=min(t.ema, (1 + step) / (10 + step)))
+                    update_ema(decay=min(t.ema, (1 + step) / (10 + step)))
                 with torch.no_grad():  # in STATS order
                     accuracy = per_replica(loss.accuracy)(real_logits, fake_logits)  # (2,)
                     health.add(step, torch.stack([

@@ -11,12 +11,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_toy_benchmark_fast_mode_prints_both_sides_and_the_ratio():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "toy.py"), "--fast"],
+def run_benchmark(*args: str) -> str:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / args[0]), *args[1:]],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    out = done.stdout
-    assert "toy, 200 steps, batch 64, 1 thread(s), median of 1:" in out
+    return done.stdout
+
+
+def assert_both_sides_and_ratio(out: str, unit: str) -> None:
     for name in ("gan-train", "reference"):
-        assert re.search(rf"^  {name} +\d+ steps/s in training +[\d.]+ s wall$", out, re.M), name
-    assert re.search(r"ratio \(gan-train / reference\): steps/s \d+\.\d\dx", out)
+        assert re.search(rf"^  {name} +\d+ {unit} in training +[\d.]+ s wall +\d+ MB peak$",
+                         out, re.M), name
+    assert re.search(rf"ratio \(gan-train / reference\): {unit} \d+\.\d\dx", out)
+
+
+def test_the_toy_benchmark_fast_mode_prints_both_sides_and_the_ratio():
+    out = run_benchmark("toy.py", "--fast")
+    assert "toy, 200 steps, batch 64, 1 thread(s), median of 1:" in out
+    assert_both_sides_and_ratio(out, "steps/s")
+
+
+def test_the_mnist_benchmark_fast_mode_prints_both_sides_and_the_ratio():
+    out = run_benchmark("mnist.py", "--fast")
+    assert "MNIST mlp, 2000 images, 20 steps, batch 100, 1 thread(s), median of 1:" in out
+    assert_both_sides_and_ratio(out, "images/s")
+
+
+def test_the_startup_benchmark_times_help_and_the_smoke_run():
+    out = run_benchmark("startup.py", "--fast")
+    for name, target in (("gan-train --help", "1.5"), ("gan-train experiment=smoke", "10")):
+        assert re.search(rf"^  {re.escape(name)} +[\d.]+ s wall +\d+ MB peak +\((within|over) "
+                         rf"the {target} s target\)$", out, re.M), name

@@ -184,7 +184,9 @@ def test_instance_noise_blurs_what_d_sees(run_tiny, monkeypatch, tmp_path):
     def spying_build_models(*args, **kwargs):
         models = real_build_models(*args, **kwargs)
         models.discriminator.register_forward_pre_hook(
-            lambda module, inputs: seen.append(inputs[0].std().item()) if module.training else None)
+            # the real batch (64 of smoke's batch) comes first in D's joint pass
+            lambda module, inputs: seen.append(inputs[0][:64].std().item())
+            if module.training else None)
         return models
 
     monkeypatch.setattr(gan_cli.train, "build_models", spying_build_models)

@@ -1,0 +1,73 @@
+"""What the benchmark scripts share: running a command, timing it, comparing medians."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).resolve().parent
+
+
+def timed(command: list[str]) -> tuple[float, str, float]:
+    """(wall seconds, stdout, peak resident memory in MB) of a command that must succeed."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak memory
+        wall = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if child.returncode != 0:
+            sys.exit(f"{' '.join(command)} failed ({child.returncode}): "
+                     f"{err.read().strip()[-500:]}")
+        return wall, out.read(), usage.ru_maxrss / 1024  # ru_maxrss is in kB on Linux
+
+
+def gan_train(overrides: list[str], folder: Path, threads: int) -> tuple[float, dict, float]:
+    """(wall s, summary.json, peak MB) of one gan-train run into folder."""
+    wall, _, peak = timed([shutil.which("gan-train") or "gan-train", *overrides,
+                           f"threads={threads}", f"hydra.run.dir={folder}"])
+    return wall, json.loads((folder / "summary.json").read_text()), peak
+
+
+def reference_script(name: str, args: list[str], threads: int) -> tuple[float, dict, float]:
+    """(wall s, the JSON line it prints, peak MB) of benchmarks/<name> with `threads` torch
+    threads."""
+    wall, out, peak = timed([sys.executable, "-c", f"import torch; torch.set_num_threads({threads}); "
+                       f"import runpy, sys; sys.argv = ['{name}', *{args!r}]; "
+                       f"runpy.run_path({str(HERE / name)!r}, run_name='__main__')"])
+    return wall, json.loads(out.strip().splitlines()[-1]), peak
+
+
+Run = Callable[[int], tuple[float, float, float]]  # repeat index -> (wall s, rate, peak MB)
+
+
+def compare(title: str, unit: str, sides: dict[str, Run], repeats: int,
+            target: float) -> None:
+    """Run each side `repeats` times, interleaved (the machine's load hits all alike), and
+    print each side's median rate and wall time and the first side's ratios to the second."""
+    rows: dict[str, tuple[list[float], ...]] = {name: ([], [], []) for name in sides}
+    for i in range(repeats):
+        for name, run in sides.items():
+            for column, value in zip(rows[name], run(i)):  # wall, rate, peak memory
+                column.append(value)
+        print(f"repeat {i + 1}/{repeats}: " + ", ".join(
+            f"{name} {r[1][-1]:.0f} {unit}" for name, r in rows.items()), flush=True)
+    med = statistics.median
+    print(f"\n{title}, median of {repeats}:")
+    for name, (walls, rates, peaks) in rows.items():
+        print(f"  {name:10s} {med(rates):8.0f} {unit} in training   {med(walls):7.1f} s wall"
+              f"   {med(peaks):6.0f} MB peak")
+    (ours, theirs) = list(sides)[:2]
+    ratio = med(rows[ours][1]) / med(rows[theirs][1])
+    print(f"  ratio ({ours} / {theirs}): {unit} {ratio:.2f}x (target >= {target:g}), "
+          f"wall time {med(rows[theirs][0]) / med(rows[ours][0]):.2f}x")
