@@ -101,8 +101,9 @@ def build_models(model_cfg: DictConfig, data: Any, device: torch.device,
     noise_cfg["dim"] = noise_cfg["dim"] or data.dim
     shape = list(data.shape)  # one sample's: [d], or [C, H, W] for images
     labels = conditioning  # a conditional G's input is z and a label's one-hot code
+    noise = NoisePrior(**noise_cfg, device=device)
     generator = instantiate(g_cfg, "model.generator", out_dim=shape, _convert_="all",
-                            in_dim=noise_cfg["dim"] + labels.generator_extra_inputs)
+                            in_dim=noise.width + labels.generator_extra_inputs)
     d_cfg = OmegaConf.to_container(model_cfg.discriminator)
     # PacGAN and spectral norm wrap any discriminator, so they are applied here
     pack, spectral_norm = d_cfg.pop("pack", 1), d_cfg.pop("spectral_norm", False)
@@ -123,7 +124,6 @@ def build_models(model_cfg: DictConfig, data: Any, device: torch.device,
         generator = torch.nn.Sequential(generator, Shift(mean))
         label_code = torch.zeros(labels.discriminator_extra_inputs)  # (K,) or (0,): unshifted
         discriminator = torch.nn.Sequential(Shift(torch.cat([-mean, label_code])), discriminator)
-    noise = NoisePrior(**noise_cfg, device=device)
     return Models(generator.to(device), discriminator.to(device), noise)
 
 

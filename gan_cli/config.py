@@ -116,6 +116,7 @@ class NoiseConfig:
     dim: Optional[int] = None  # latent dimension; null = the data's dimension
     low: float = -1.0  # range of uniform / stratified noise
     high: float = 1.0
+    categories: int = 0  # K > 0: append the one-hot code of a uniform category (discrete latent)
 
 
 @dataclass
@@ -374,6 +375,8 @@ def validate_train_config(cfg: DictConfig) -> None:
     n = m.noise
     _require(n.dist in NOISE_DISTS, "model.noise.dist", n.dist, "allowed: " + ", ".join(NOISE_DISTS))
     _positive("model.noise.dim", n.dim, integer=True, allow_null=True)
+    _require(n.categories >= 0, "model.noise.categories", n.categories,
+             "must be >= 0 (0 = no discrete latent)")
     _require(n.low < n.high, "model.noise.low", n.low, f"must be below model.noise.high={n.high}")
     _require(0.0 <= cfg.loss.label_smoothing < 0.5, "loss.label_smoothing",
              cfg.loss.label_smoothing, "must be in [0, 0.5)")

@@ -310,22 +310,44 @@ class Shift(nn.Module):
 
 
 class NoisePrior:
-    """Draws the generator's input z of shape (n, dim).
+    """Draws the generator's input z of shape (n, dim [+ categories]).
 
     normal: N(0, I). uniform: U(low, high)^dim. stratified: uniform, but the n
     draws of each coordinate fall one per equal stratum of [low, high] (in a
     random order), the aylien blog's jittered-linspace noise made unbiased.
+    categories: K > 0 appends the one-hot code of a uniformly drawn category (a
+    discrete latent, as InfoGAN's and a mixture of generators' are): a continuous G
+    must spread mass between the separate modes it reaches from one connected latent
+    space; different codes can land on different modes with no bridge between them.
     """
 
     def __init__(self, dist: str = "normal", dim: int = 16, low: float = -1.0,
-                 high: float = 1.0, device: str | torch.device = "cpu"):
+                 high: float = 1.0, categories: int = 0, device: str | torch.device = "cpu"):
         self.dist, self.dim, self.low, self.high = dist, dim, low, high
+        self.categories = categories
         self.device = torch.device(device)
+
+    @property
+    def width(self) -> int:
+        """G's input width."""
+        return self.dim + self.categories
 
     def __call__(self, n: int, generator: torch.Generator | None = None,
                  generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
-        """(n, dim); with `generators` (replicas), (R, n, dim) whose slice r is what a call
-        with generator=generators[r] returns."""
+        """(n, width); with `generators` (replicas), (R, n, width) whose slice r is what a
+        call with generator=generators[r] returns."""
+        z = self._continuous(n, generator, generators)
+        if not self.categories:
+            return z
+
+        def pick(shape, device, generator):  # (n,) category indices
+            return torch.randint(self.categories, shape, device=device, generator=generator)
+
+        code = draw_each(pick, (n,), self.device, generator, generators)
+        return torch.cat([z, nn.functional.one_hot(code, self.categories).to(z.dtype)], dim=-1)
+
+    def _continuous(self, n: int, generator: torch.Generator | None,
+                    generators: Sequence[torch.Generator] | None) -> torch.Tensor:
         shape = (n, self.dim)
         if self.dist == "normal":
             return draw_each(torch.randn, shape, self.device, generator, generators)

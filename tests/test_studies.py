@@ -74,3 +74,19 @@ def test_plot_every_thins_the_pictures_not_the_evaluations(run_tiny):
     with open(run / "metrics.csv") as f:
         evaluations = [line for line in f if line.rstrip("\n").split(",")[-1]][1:]  # mode_kl set
     assert len(evaluations) == 6  # every 10 steps of 60
+
+
+def test_the_fast_ring_grid_study_writes_every_setup_beside_the_published_numbers(tmp_path):
+    from gan_cli.studies import ring_grid
+
+    report = ring_grid.main(["--seeds", "2", "--steps-scale", "0.004",
+                             "--out", str(tmp_path / "docs"), "--runs", str(tmp_path / "runs")])
+    text = report.read_text()
+    assert "`python -m gan_cli.studies.ring_grid --seeds 2 --steps-scale 0.004" in text
+    for setup in ring_grid.SETUPS:  # a row per setup: its steps, modes of 8 or 25, the paper's
+        steps = round(setup.steps * 0.004)
+        n = 8 if "ring8" in setup.name else 25
+        assert re.search(rf"^\| {re.escape(setup.name)} \| {steps} \| [\d.]+ ± [\d.]+ "
+                         rf"\([\d.]+–[\d.]+\) / {n} \| \d/2 seeds \| .+ \| "
+                         rf"{re.escape(setup.published)} \|$", text, re.M), setup.name
+    assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 4

@@ -239,3 +239,22 @@ def test_ttur_preset_gives_d_four_times_gs_learning_rate():
     cfg = compose_train(["optim=ttur"])
     assert cfg.optim.discriminator.lr == pytest.approx(4 * cfg.optim.generator.lr)
     assert list(cfg.optim.generator.betas) == [0.0, 0.9]
+
+
+def test_a_discrete_latent_appends_a_uniform_one_hot_category():
+    from gan_cli.models import NoisePrior
+
+    prior = NoisePrior("uniform", dim=2, categories=5)
+    z = prior(4000, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (4000, 7) and prior.width == 7
+    code = z[:, 2:]
+    assert torch.equal(code.sum(1), torch.ones(4000)) and set(code.unique().tolist()) == {0, 1}
+    assert code.mean(0).tolist() == pytest.approx([0.2] * 5, abs=0.03)  # uniform categories
+    # without categories the draw is what it always was
+    plain = NoisePrior("uniform", dim=2)(4000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(plain, z[:, :2])
+    # G's input widens with it, and a run trains with it
+    cfg = compose_train(["data=ring8", "device=cpu", "model.noise.categories=8"])
+    models = build_models(cfg.model, build_data(cfg.data, torch.device("cpu")), "cpu")
+    assert models.generator(models.noise(3)).shape == (3, 2)
+    assert models.noise(3).shape == (3, 2 + 8)
