@@ -362,6 +362,13 @@ def validate_train_config(cfg: DictConfig) -> None:
                  "allowed: " + ", ".join(UPSAMPLING))
         _require(g.norm in NORMS, "model.generator.norm", g.norm, "allowed: " + ", ".join(NORMS))
         _positive("model.generator.reference_batch", g.reference_batch, integer=True)
+        # its reference batch is drawn as N(0, I) over G's whole input: one-hot codes there
+        # would be normalised with statistics of inputs G never sees
+        _require(g.norm != "virtual_batch" or not (m.get("conditional", False)
+                                                    or m.noise.get("categories", 0)),
+                 "model.generator.norm", g.norm, "virtual batch norm is not built for "
+                 "labels or noise categories: use norm=batch with model.conditional=true or "
+                 "model.noise.categories > 0")
     output = m.generator.get("output_activation")
     _require(output is None or output in ACTIVATIONS, "model.generator.output_activation",
              output, "allowed: null (linear), " + ", ".join(ACTIVATIONS))

@@ -218,10 +218,16 @@ class ImageEvaluation:
             plots.plot_images(images, path, title=title, row_labels=[f"seed {s}" for s in seeds])
         elif labels is not None:  # a conditional G: one row of 8 per class
             classes = torch.unique(labels).tolist()
-            images = torch.cat([fakes[0][labels == k][:8] for k in classes])
+            images = torch.cat([_row_of(fakes[0][labels == k], 8) for k in classes])
             plots.plot_images(images, path, title=title, row_labels=[str(k) for k in classes])
         else:
             plots.plot_images(fakes[0][:self.grid], path, title=title)
+
+
+def _row_of(images: torch.Tensor, n: int) -> torch.Tensor:
+    """The first n images, padded with black ones when there are fewer (rows stay aligned)."""
+    row = images[:n]
+    return torch.cat([row, row.new_full((n - len(row), *row.shape[1:]), -1.0)])
 
 
 def build_evaluation(data: Any, eval_cfg: DictConfig, device: torch.device,

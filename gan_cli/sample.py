@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from gan_cli.config import UserError
 from gan_cli.replicas import replica_weights
 
 OUTPUT_KINDS = (".npy", ".png")
+MAX_ROW = 32  # images per class row in a grid
 
 
 def sample(cfg: DictConfig) -> Path:
@@ -36,7 +38,6 @@ def sample(cfg: DictConfig) -> Path:
     else:  # a mixture is cheap to build, and the picture draws its real samples
         data = build_data(run_cfg.data, device)
     cond = build_conditioning(run_cfg.model, run_cfg.loss, data)
-    classes = chosen_classes(cfg, cond.n_classes)
     models = build_models(run_cfg.model, data, device, cond)
     weights = state["generator_ema"] if cfg.ema and state.get("generator_ema") else \
         state["generator"]
@@ -49,11 +50,14 @@ def sample(cfg: DictConfig) -> Path:
                 "a single run; leave replica= out"))
         weights = replica_weights(weights, cfg.replica)
     load_weights(models.generator, weights, "generator", cfg.ckpt)
+    y, classes = class_labels(cfg, cond.n_classes, data, state, device)
+    if x_is_image_grid(shape, out) and len(classes) > 1 and (
+            cfg.n % len(classes) or cfg.n // len(classes) > MAX_ROW):
+        raise UserError(f"n={cfg.n}: a grid with a row per class needs a multiple of its "
+                        f"{len(classes)} classes, at most {MAX_ROW * len(classes)} (e.g. "
+                        f"n={8 * len(classes)}); or choose classes with labels=[...]")
     torch.manual_seed(cfg.seed)
     z = models.noise(cfg.n)
-    # a conditional G: the classes in equal blocks, in the order given (a grid row per class)
-    y = torch.tensor(classes, device=device)[torch.arange(cfg.n, device=device) *
-                                              len(classes) // cfg.n] if classes else None
     z_chunks = z.split(1000)  # in chunks: a big n of images would need GBs of activations
     y_chunks = y.split(1000) if y is not None else [None] * len(z_chunks)
     with torch.no_grad():
@@ -62,10 +66,9 @@ def sample(cfg: DictConfig) -> Path:
     # x: (n, d), or (n, C, H, W) images in [-1, 1]
     if out.suffix == ".npy":
         atomic_write(out, lambda tmp: np.save(open(tmp, "wb"), x.cpu().numpy()))
-    elif x.dim() == 4 and classes and len(classes) > 1:
+    elif x.dim() == 4 and len(classes) > 1:  # the classes in equal blocks: a row each
         plots.plot_images(x, out, title=f"{cfg.n} samples from {cfg.ckpt}",
-                          columns=math.ceil(cfg.n / len(classes)),
-                          row_labels=[str(k) for k in classes])
+                          columns=cfg.n // len(classes), row_labels=[str(k) for k in classes])
     elif x.dim() == 4:
         plots.plot_images(x, out, title=f"{cfg.n} samples from {cfg.ckpt}",
                           columns=max(8, math.ceil(math.sqrt(cfg.n))))
@@ -77,9 +80,16 @@ def sample(cfg: DictConfig) -> Path:
     return out
 
 
-def chosen_classes(cfg: DictConfig, n_classes: int) -> list[int]:
-    """The classes a conditional G is asked for (label= or labels=; default every class);
-    [] for an unconditional G, which refuses label= and labels=."""
+def x_is_image_grid(shape, out: Path) -> bool:
+    return shape is not None and len(shape) > 1 and out.suffix == ".png"
+
+
+def class_labels(cfg: DictConfig, n_classes: int, data, state: dict,
+                 device: torch.device) -> tuple[Optional[torch.Tensor], list[int]]:
+    """The (n,) classes a conditional G is asked for, and which classes those are, in order:
+    label= or labels= in equal blocks; by default a mixture's components in the shares of
+    their weights, or the classes an image run trained on in equal blocks. (None, []) for
+    an unconditional G, which refuses label= and labels=."""
     label, labels = cfg.get("label"), cfg.get("labels")
     if label is not None and labels is not None:
         raise UserError(f"label={label} and labels={list(labels)}: give one of them")
@@ -88,9 +98,14 @@ def chosen_classes(cfg: DictConfig, n_classes: int) -> list[int]:
         if asked is not None:
             raise UserError(f"label/labels={asked}: {cfg.ckpt} holds an unconditional G "
                             "(trained without model.conditional=true); leave them out")
-        return []
-    if asked is None:
-        return list(range(n_classes))
-    if not asked or not all(0 <= k < n_classes for k in asked):
+        return None, []
+    if asked is not None and (not asked or not all(0 <= k < n_classes for k in asked)):
         raise UserError(f"label/labels={asked}: this G draws classes 0..{n_classes - 1}")
-    return asked
+    if asked is None and hasattr(data, "balanced_labels"):  # a mixture
+        y = data.balanced_labels(cfg.n)
+        return y, torch.unique(y).tolist()
+    trained = state.get("eval_labels")
+    classes = asked or (torch.unique(trained).tolist() if trained is not None
+                        else list(range(n_classes)))
+    blocks = torch.arange(cfg.n, device=device) * len(classes) // cfg.n  # equal, in order
+    return torch.tensor(classes, device=device)[blocks], classes

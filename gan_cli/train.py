@@ -587,7 +587,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                 plots.write_gif(frames, run_dir / "plots" / "training.gif")
             if logger is not None:
                 logger.finish(flat_hparams(OmegaConf.to_container(cfg, resolve=True)),
-                              {k: v for k, v in summary["metrics"].items() if v is not None})
+                              {k: v for k, v in summary["metrics"].items()  # numbers only
+                               if isinstance(v, (int, float)) and not isinstance(v, bool)})
         except OSError as e:
             console.line(f"warning: could not write the final plots or logs ({e})")
         if status == "completed":

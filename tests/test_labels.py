@@ -125,6 +125,8 @@ def test_class_fidelity_is_the_share_of_each_class_read_as_asked():
     (["model.conditional=true", "train.unroll_steps=2"], "train.unroll_steps", "conditional"),
     (["model.conditional=true", "loss.aux_weight=1", "model.discriminator.pack=2"],
      "model.discriminator.pack", "pack=1"),
+    (["model=dcgan", "model.generator.norm=virtual_batch", "model.conditional=true"],
+     "model.generator.norm", "labels or noise categories"),
 ])
 def test_label_options_that_cannot_work_are_refused(overrides, key, says):
     with pytest.raises(UserError, match=key) as e:
@@ -150,6 +152,15 @@ def test_a_conditional_gan_puts_each_label_on_its_own_mode(run_tiny, tmp_path):
     assert (x[:250] < -2).mean() > 0.95 and (x[250:] > 2).mean() > 0.95
     with pytest.raises(UserError, match=r"classes 0\.\.2"):
         run_sample(run_dir, tmp_path / "x.npy", "label=3")
+
+
+def test_per_class_metrics_leave_the_live_logger_working(run_tiny):
+    """summary metrics now hold lists (class_w1): TensorBoard's HParams view gets numbers."""
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed; CI installs it")
+    summary, run_dir = run_tiny("model.conditional=true", "logger=tensorboard",
+                                "train.steps=10", "eval.plots=false")
+    assert summary["status"] == "completed" and len(summary["metrics"]["class_w1"]) == 3
+    assert list((run_dir / "tb").rglob("events.out.tfevents.*"))
 
 
 def test_gan_sample_refuses_a_label_for_an_unconditional_generator(run_tiny, tmp_path):
@@ -205,6 +216,22 @@ def test_conditional_dcgan_on_digits_writes_a_row_per_class(digits_root, tmp_pat
     assert np.load(tmp_path / "threes.npy").shape == (12, 1, 28, 28)
     run_sample(tmp_path / "run", tmp_path / "grid.png", "n=20")  # 10 rows of 2
     assert (tmp_path / "grid.png").stat().st_size > 1000
+    with pytest.raises(UserError, match="multiple of its 10 classes"):  # rows would not align
+        run_sample(tmp_path / "run", tmp_path / "odd.png", "n=64")
+
+
+def test_gan_sample_draws_the_classes_a_run_trained_on_by_default():
+    from omegaconf import OmegaConf
+
+    from gan_cli.sample import class_labels
+
+    cfg = OmegaConf.create({"n": 6, "ckpt": "run", "label": None, "labels": None})
+    images = object()  # an image set's stand-in: no balanced_labels, as in gan-sample
+    y, classes = class_labels(cfg, 10, images, {"eval_labels": torch.tensor([3, 5, 3, 5])}, CPU)
+    assert classes == [3, 5] and y.tolist() == [3, 3, 3, 5, 5, 5]
+    mixture = GaussianMixture([-4.0, 0.0, 4.0], 0.5, weights=[1, 1, 4])
+    y, classes = class_labels(cfg, 3, mixture, {}, CPU)  # the components in their shares
+    assert y.tolist() == [0, 1, 2, 2, 2, 2] and classes == [0, 1, 2]
 
 
 def test_acgan_dcgan_has_a_class_head_and_runs(digits_root, tmp_path):  # noqa: F811

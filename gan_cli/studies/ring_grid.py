@@ -138,6 +138,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     parser.add_argument("--runs", type=Path, default=None,
                         help="folder for the runs (default outputs/studies/ring_grid/<time>)")
     args = parser.parse_args(argv)
+    if args.seeds < 2:
+        parser.error("--seeds must be at least 2 (the seeds run as one batched run)")
     runs = args.runs or Path("outputs/studies/ring_grid") / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
     chosen = [SETUPS[i] for i in args.only] if args.only is not None else SETUPS
     start, results = time.perf_counter(), []
