@@ -90,3 +90,14 @@ def test_the_fast_ring_grid_study_writes_every_setup_beside_the_published_number
                          rf"\([\d.]+–[\d.]+\) / {n} \| \d/2 seeds \| .+ \| "
                          rf"{re.escape(setup.published)} \|$", text, re.M), setup.name
     assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 4
+
+
+def test_setups_left_out_with_only_are_named_in_the_report(tmp_path):
+    from gan_cli.studies import ring_grid
+
+    report = ring_grid.main(["--seeds", "2", "--steps-scale", "0.004", "--only", "0",
+                             "--out", str(tmp_path / "docs"), "--runs", str(tmp_path / "runs")])
+    text = report.read_text()
+    assert "| ring8, plain GAN | 20 |" in text and "| grid25, plain GAN |" not in text
+    left_out = "; ".join(s.name for s in ring_grid.SETUPS[1:])
+    assert f"Not run for this report (left out with `--only`): {left_out}." in text

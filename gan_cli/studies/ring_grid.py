@@ -71,7 +71,8 @@ def spread(values: Sequence[float], digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
-def write_report(results: list[Result], path: Path, command: str, seconds: float) -> None:
+def write_report(results: list[Result], path: Path, command: str, seconds: float,
+                 left_out: Sequence[Setup] = ()) -> None:
     seeds = len(results[0].modes)
     lines = [
         "# ring8 and grid25 against the published tables",
@@ -102,6 +103,9 @@ def write_report(results: list[Result], path: Path, command: str, seconds: float
         cells = ", ".join(f"{m}/{h:.2f}" for m, h in zip(r.modes, r.hq))
         extra = f"; {r.diverged} diverged" if r.diverged else ""
         lines.append(f"- {r.setup.name}: {cells}{extra} ({r.seconds / 60:.1f} min)")
+    if left_out:
+        lines += ["", "Not run for this report (left out with `--only`): " +
+                  "; ".join(s.name for s in left_out) + "."]
     lines += [
         "",
         "## Where our setup differs from the papers'",
@@ -110,7 +114,7 @@ def write_report(results: list[Result], path: Path, command: str, seconds: float
         "named in each row; the plain GAN is the runner's default: 128 × 128 LeakyReLU "
         "MLPs, batch 512, Adam 1e-3 with β1 0.5 decaying to 3 %, 5,000 steps, 2-D "
         "stratified uniform noise); the published numbers come from the papers' own "
-        "architectures and much longer training, and are averages over their own seeds.",
+        "architectures and training schedules, and are averages over their own seeds.",
         "- The best remedies are not PacGAN: `ring8_best` is wider, deeper networks with a "
         "higher learning rate and annealed instance noise; `grid25_best` the same networks "
         "with D's minibatch standard deviation, noise on [−10, 10] and 20,000 steps. "
@@ -151,7 +155,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     given = list(argv) if argv is not None else sys.argv[1:]
     command = " ".join(["python -m gan_cli.studies.ring_grid", *given])
     report = args.out / "ring_grid.md"
-    write_report(results, report, command, time.perf_counter() - start)
+    write_report(results, report, command, time.perf_counter() - start,
+                 left_out=[s for s in SETUPS if s not in chosen])
     print(f"wrote {report}")
     return report
 
