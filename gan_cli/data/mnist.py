@@ -324,7 +324,6 @@ class IDXImages:
         return self.sample_labelled(n, generator, generators=generators)[0]
 
     def sample_labelled(self, n: int, generator: Optional[torch.Generator] = None,
-                        exact_weights: bool = False,
                         generators: Optional[Sequence[torch.Generator]] = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """Images as sample() draws them, and their (n,) (or (R, n)) labels."""
