@@ -45,6 +45,9 @@ class Eval:
     hq_sigmas: float = 3.0  # "high quality": within this many std of the nearest mode
     plots: bool = True  # write per-evaluation pictures and training.gif
     plot_every: Optional[int] = None  # steps between those pictures; null = every evaluation
+    # discriminator rejection sampling: evaluate only the samples D lets through, each kept
+    # with probability min(1, exp(logit - the logits' q-quantile)) (gan_cli/rejection.py)
+    rejection_quantile: Optional[float] = None  # q in (0, 1]; null = off
 
 
 @dataclass
@@ -76,6 +79,7 @@ class SampleConfig:
     replica: Optional[int] = None  # which replica of a train.replicas run to sample from (0..R-1)
     label: Optional[int] = None  # a conditional G: draw only this class; null = every class in turn
     labels: Optional[list[int]] = None  # a conditional G: these classes, in equal shares
+    rejection_quantile: Optional[float] = None  # keep only what D lets through (see eval.*)
 
 
 # ---------------------------------------------------------------- groups
@@ -335,6 +339,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     _positive("eval.hq_sigmas", e.hq_sigmas)
     _positive("eval.w1_tol", e.w1_tol, allow_null=True)
     _positive("eval.plot_every", e.plot_every, integer=True, allow_null=True)
+    check_rejection(cfg, e.rejection_quantile, "eval.rejection_quantile")
 
     for who in ("generator", "discriminator"):
         _positive(f"optim.{who}.lr", cfg.optim[who].lr)
@@ -391,6 +396,25 @@ def validate_train_config(cfg: DictConfig) -> None:
     _check_labels(cfg)
     if t.replicas > 1:
         _check_replica_support(cfg)
+
+
+def check_rejection(cfg: DictConfig, q: Optional[float], key: str) -> None:
+    """Discriminator rejection sampling (q: its quantile, given as `key`; None = off) with
+    the run config cfg: it reads D's logit as a log density ratio, one per sample."""
+    if q is None:
+        return
+    _require(isinstance(q, (int, float)) and 0 < q <= 1, key, q,
+             "must be in (0, 1] (1 = the exact rule, lower keeps more samples) or null")
+    from hydra.utils import get_class
+
+    _require(get_class(cfg.loss._target_).probabilistic, key, q,
+             "rejection sampling needs a D whose logit estimates log p_data/p_G: use "
+             "loss=nonsaturating, minimax or maxlik")
+    _require(cfg.model.discriminator.pack == 1, key, q,
+             f"a D that judges packs (model.discriminator.pack="
+             f"{cfg.model.discriminator.pack}) has no logit per sample: use pack=1")
+    _require(not cfg.model.get("conditional", False), key, q,
+             "rejection sampling is not built for a conditional G")
 
 
 def _check_replica_support(cfg: DictConfig) -> None:

@@ -127,7 +127,8 @@ class MixtureEvaluation:
                 labels: Optional[torch.Tensor] = None) -> dict:
         """fake (N, d) against N fresh real samples drawn from rng (the evaluation's own);
         labels (N,): the components a conditional G was asked for."""
-        self.real = self.data.sample(self.cfg.n_samples, generator=rng, exact_weights=True)
+        # as many as G's (fewer than eval.n_samples when rejection sampling thinned them)
+        self.real = self.data.sample(len(fake), generator=rng, exact_weights=True)
         metrics = evaluate_mixture(fake, self.real, self.data, self.cfg.projections,
                                    self.cfg.hq_sigmas, generator=rng)
         if labels is not None:
@@ -234,5 +235,10 @@ def build_evaluation(data: Any, eval_cfg: DictConfig, device: torch.device,
                      log: Callable[[str], None], conditional: bool = False):
     """The Evaluation that suits the data: images or a mixture (conditional: also per class)."""
     if len(data.shape) > 1:
-        return ImageEvaluation(data, eval_cfg, device, log, conditional)
-    return MixtureEvaluation(data, eval_cfg, conditional)
+        evaluation = ImageEvaluation(data, eval_cfg, device, log, conditional)
+    else:
+        evaluation = MixtureEvaluation(data, eval_cfg, conditional)
+    if eval_cfg.get("rejection_quantile") is not None:  # the share of samples D let through
+        evaluation.columns += ("accepted",)
+        evaluation.summary_keys += ("accepted",)
+    return evaluation

@@ -14,7 +14,8 @@ from omegaconf import DictConfig
 from gan_cli import plots
 from gan_cli.build import build_conditioning, build_data, build_models, pick_device
 from gan_cli.checkpoint import atomic_write, load_checkpoint, load_weights, run_config
-from gan_cli.config import UserError
+from gan_cli.config import UserError, check_rejection
+from gan_cli.rejection import sample_kept
 from gan_cli.replicas import replica_weights
 
 OUTPUT_KINDS = (".npy", ".png")
@@ -56,13 +57,22 @@ def sample(cfg: DictConfig) -> Path:
         raise UserError(f"n={cfg.n}: a grid with a row per class needs a multiple of its "
                         f"{len(classes)} classes, at most {MAX_ROW * len(classes)} (e.g. "
                         f"n={8 * len(classes)}); or choose classes with labels=[...]")
+    check_rejection(run_cfg, cfg.rejection_quantile, "rejection_quantile")
     torch.manual_seed(cfg.seed)
-    z = models.noise(cfg.n)
-    z_chunks = z.split(1000)  # in chunks: a big n of images would need GBs of activations
-    y_chunks = y.split(1000) if y is not None else [None] * len(z_chunks)
-    with torch.no_grad():
-        x = torch.cat([models.generator.eval()(cond.generator_input(zk, yk))
-                       for zk, yk in zip(z_chunks, y_chunks)])
+    if cfg.rejection_quantile is None:
+        x = generate(models, cond, cfg.n, y)
+    else:  # discriminator rejection sampling: D's weights join G's
+        D = models.discriminator.eval()
+        load_weights(D, discriminator_weights(state, cfg.replica), "discriminator", cfg.ckpt)
+        batch = run_cfg.train.batch_size  # D judges batches of the size it trained on
+
+        def logits_of(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return torch.cat([D(xb) for xb in x.split(batch)]).reshape(-1)
+
+        x, share = sample_kept(lambda m: generate(models, cond, m, None), logits_of, cfg.n,
+                               cfg.rejection_quantile)
+        print(f"rejection sampling kept {share:.1%} of G's samples")
     # x: (n, d), or (n, C, H, W) images in [-1, 1]
     if out.suffix == ".npy":
         atomic_write(out, lambda tmp: np.save(open(tmp, "wb"), x.cpu().numpy()))
@@ -78,6 +88,20 @@ def sample(cfg: DictConfig) -> Path:
     print(f"wrote {cfg.n} samples to {out}" +
           (f" (classes {', '.join(map(str, classes))})" if classes else ""))
     return out
+
+
+def generate(models, cond, n: int, y: Optional[torch.Tensor]) -> torch.Tensor:
+    """n of G's samples for classes y (None: unconditional), from torch's global stream."""
+    z_chunks = models.noise(n).split(1000)  # in chunks: many images need GBs of activations
+    y_chunks = y.split(1000) if y is not None else [None] * len(z_chunks)
+    with torch.no_grad():
+        return torch.cat([models.generator.eval()(cond.generator_input(zk, yk))
+                          for zk, yk in zip(z_chunks, y_chunks)])
+
+
+def discriminator_weights(state: dict, replica: Optional[int]) -> dict:
+    weights = state["discriminator"]
+    return replica_weights(weights, replica) if replica is not None else weights
 
 
 def x_is_image_grid(shape, out: Path) -> bool:

@@ -30,6 +30,7 @@ from gan_cli.health import STATS, HealthMonitor, first_non_finite_parameter, gra
 from gan_cli.loggers import flat_hparams
 from gan_cli.manifest import now_iso, run_manifest
 from gan_cli.models import ema_updater, frozen, judges_each_sample_alone
+from gan_cli.rejection import keep_mask
 from gan_cli.replicas import RandomDraws, median_row, replica_summary
 from gan_cli.unroll import unrolled
 
@@ -187,6 +188,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                    generators=eval_rngs if replicas > 1 else None)
     # a conditional G's fixed classes to draw: (N,), every class its share
     eval_labels = data.balanced_labels(cfg.eval.n_samples) if cond.conditional else None
+    rejection_quantile = cfg.eval.rejection_quantile  # discriminator rejection sampling
 
     step, rows = 0, []  # rows: the metrics.csv rows so far
     converged_at: list[Optional[int]] = [None] * replicas  # per replica
@@ -385,9 +387,20 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
                              dim=batch_dim)  # (N, ...), or (R, N, ...)
         G.train()
         fakes = list(fake) if replicas > 1 else [fake]
+        kept = None
+        if rejection_quantile is not None:  # evaluate only what D lets through
+            D.eval()
+            with torch.no_grad():
+                logits = torch.cat([judge(x, None)[0] for x in fake.split(batch, dim=batch_dim)],
+                                   dim=batch_dim).reshape(replicas, -1)  # (R, N)
+            D.train()
+            kept = [keep_mask(lk, rejection_quantile, rng) for lk, rng in zip(logits, eval_rngs)]
+            fakes = [f[keep] for f, keep in zip(fakes, kept)]
         all_metrics = []
         for k, (fake_k, rng) in enumerate(zip(fakes, eval_rngs)):
             metrics = evaluation.metrics(fake_k, rng, labels=eval_labels)
+            if kept is not None:
+                metrics["accepted"] = kept[k].float().mean().item()
             if converged_at[k] is None and evaluation.converged(metrics):
                 converged_at[k] = step
             all_metrics.append(metrics)
@@ -406,6 +419,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         shown = median_row(all_metrics, skip=health.diverged)
         median = "median " if replicas > 1 else ""
         line = f"eval  step {step}: {median}{evaluation.line(shown)}"
+        if kept is not None:
+            line += f"  accepted {shown['accepted']:.3f}"
         if replicas > 1:
             line += f"  | converged {sum(c is not None for c in converged_at)}/{replicas}"
         console.line(line)

@@ -23,6 +23,15 @@ def compose_train(overrides: list[str] = ()) -> DictConfig:
         return compose("train", overrides=list(overrides))
 
 
+def run_sample(ckpt, out, *overrides: str):
+    """gan-sample ckpt=... out=... on the CPU; returns the path written."""
+    from gan_cli.sample import sample
+
+    with initialize_config_module("gan_cli.conf", version_base="1.3"):
+        return sample(compose("sample", overrides=[f"ckpt={ckpt}", f"out={out}", "device=cpu",
+                                                   *overrides]))
+
+
 @pytest.fixture
 def run_tiny(tmp_path: Path, capsys):
     """Run train() on the tiny config plus overrides; returns (summary, run_dir)."""

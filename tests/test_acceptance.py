@@ -60,12 +60,11 @@ def test_ring8_best_covers_every_mode_sharply(tmp_path, seed):
     assert m["hq_fraction"] >= 0.9
 
 
-@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.xfail(
-    strict=True, reason="measured 24/25 at hq 0.611 after 20000 steps: still sharpening")), 2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_grid25_best_covers_every_mode_sharply(tmp_path, seed):
-    # 20000 steps of 256-unit networks: about 10 minutes per seed on one CPU thread
+    # 30000 steps of 256-unit networks: about 20 minutes per seed on one CPU thread
     summary, _ = gan_train(tmp_path, "experiment=grid25_best", f"seed={seed}", "threads=1",
                            "eval.plots=false", "train.ckpt_every=null", timeout=3600)
     m = summary["metrics"]
-    assert m["modes_covered"] == m["n_modes"] == 25
-    assert m["hq_fraction"] >= 0.9
+    assert m["n_modes"] == 25 and m["modes_covered"] >= 24  # issue #4: at least 24 of 25
+    assert m["hq_fraction"] >= 0.9 and m["accepted"] > 0.5

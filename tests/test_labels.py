@@ -10,16 +10,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
-from conftest import TINY, compose_train
+from conftest import TINY, compose_train, run_sample
 from gan_cli.build import build_conditioning, build_data, build_models
 from gan_cli.config import UserError, validate_train_config
 from gan_cli.data.gaussian import GaussianMixture
 from gan_cli.evaluate import per_class_fit
 from gan_cli.image_metrics import class_fidelity
 from gan_cli.labels import Conditioning
-from gan_cli.sample import sample
 from gan_cli.train import train
 from test_images import digits_root, quick_classifier, tiny_image_run  # noqa: F401 (fixtures)
 
@@ -33,12 +31,6 @@ def built(*overrides: str):
     cond = build_conditioning(cfg.model, cfg.loss, data)
     torch.manual_seed(0)
     return build_models(cfg.model, data, CPU, cond), data, cond
-
-
-def run_sample(ckpt, out, *overrides: str):
-    with initialize_config_module("gan_cli.conf", version_base="1.3"):
-        return sample(compose("sample", overrides=[f"ckpt={ckpt}", f"out={out}", "device=cpu",
-                                                   *overrides]))
 
 
 # ---------------------------------------------------------------- the pieces

@@ -89,7 +89,9 @@ def test_the_fast_ring_grid_study_writes_every_setup_beside_the_published_number
         assert re.search(rf"^\| {re.escape(setup.name)} \| {steps} \| [\d.]+ ± [\d.]+ "
                          rf"\([\d.]+–[\d.]+\) / {n} \| \d/2 seeds \| .+ \| "
                          rf"{re.escape(setup.published)} \|$", text, re.M), setup.name
-    assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 4
+    runs = tmp_path / "runs"  # three batched runs of 2 replicas, and grid25_best's 2 seeds
+    assert len(list(runs.glob("*/summary.json"))) == 3
+    assert len(list(runs.glob("grid25_best/seed_*/summary.json"))) == 2
 
 
 def test_setups_left_out_with_only_are_named_in_the_report(tmp_path):
