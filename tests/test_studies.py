@@ -92,6 +92,15 @@ def test_the_fast_ring_grid_study_writes_every_setup_beside_the_published_number
     runs = tmp_path / "runs"  # three batched runs of 2 replicas, and grid25_best's 2 seeds
     assert len(list(runs.glob("*/summary.json"))) == 3
     assert len(list(runs.glob("grid25_best/seed_*/summary.json"))) == 2
+    assert "hq over the samples D's rejection sampling kept" in text  # grid25_best's line
+
+    # --reuse reads the finished runs back: the same table, nothing trained again
+    written = {f: f.stat().st_mtime_ns for f in runs.rglob("summary.json")}
+    again = ring_grid.main(["--seeds", "2", "--steps-scale", "0.004", "--reuse",
+                            "--out", str(tmp_path / "again"), "--runs", str(runs)]).read_text()
+    assert {f: f.stat().st_mtime_ns for f in runs.rglob("summary.json")} == written
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert [line for line in again.splitlines() if line.startswith("| ")] == table
 
 
 def test_setups_left_out_with_only_are_named_in_the_report(tmp_path):
