@@ -158,7 +158,18 @@ def _one_line_user_errors(program: str) -> Iterator[None]:
         hydra_utils.run_and_report = original
 
 
+def _quick_help_or_continue(config_name: str) -> None:
+    """`--help` with overrides only: print the help and exit, without Hydra's slow path."""
+    from gan_cli.help import quick_help
+
+    text = quick_help(config_name, sys.argv[1:])
+    if text is not None:
+        print(text)
+        sys.exit(0)
+
+
 def train_main() -> None:
+    _quick_help_or_continue("train")
     try:
         with _one_line_user_errors("gan-train"):
             _train_task()
@@ -176,6 +187,7 @@ def train_main() -> None:
 
 
 def sample_main() -> None:
+    _quick_help_or_continue("sample")
     with _one_line_user_errors("gan-sample"):
         _sample_task()
     sys.exit(_exit_code)

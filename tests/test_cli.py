@@ -146,6 +146,34 @@ def test_hydra_flags_keep_working(tmp_path):
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.parametrize("program, args", [
+    ("train", ["--help"]), ("train", ["experiment=grid25_best", "seed=3", "--help"]),
+    ("sample", ["-h"])])
+def test_the_quick_help_is_hydras_help_word_for_word(program, args, monkeypatch, capsys):
+    from gan_cli import cli
+    from gan_cli.help import quick_help
+
+    quick = quick_help(program, args)
+    monkeypatch.setattr(sys, "argv", [f"gan-{program}", *args])
+    monkeypatch.setattr(cli, "_quick_help_or_continue", lambda name: None)  # Hydra's own
+    with pytest.raises(SystemExit) as stopped:
+        {"train": cli.train_main, "sample": cli.sample_main}[program]()
+    assert stopped.value.code in (0, None)
+    assert quick + "\n" == capsys.readouterr().out
+    assert ("seed: 3" in quick) == ("seed=3" in args)
+
+
+def test_the_quick_help_leaves_other_flags_and_bad_overrides_to_hydra():
+    from gan_cli.help import quick_help
+
+    assert quick_help("train", ["-m", "seed=1,2", "--help"]) is None
+    assert quick_help("train", ["--config-dir", "mine", "--help"]) is None
+    assert quick_help("train", ["data=no_such_preset", "--help"]) is None
+    assert quick_help("train", ["data=ring8"]) is None  # no --help: a run
+    assert quick_help("train", ["--help", "--cfg", "job"]) is None
+    assert quick_help("train", ["data=ring8", "--help", "seed=3"]) is None  # Hydra refuses it
+
+
 def test_user_config_dir(tmp_path):
     (tmp_path / "mine" / "data").mkdir(parents=True)
     (tmp_path / "mine" / "data" / "far.yaml").write_text(
