@@ -9,6 +9,8 @@ help template, filled in the same way (tests/test_cli.py compares the two).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import string
 from typing import Optional, Sequence
 
@@ -25,7 +27,8 @@ def quick_help(config_name: str, args: Sequence[str]) -> Optional[str]:
 
     parser = get_args_parser()
     try:
-        parsed = vars(parser.parse_args(args))
+        with contextlib.redirect_stderr(io.StringIO()):  # Hydra's parser will say it
+            parsed = vars(parser.parse_args(args))
     except SystemExit:  # a command line Hydra refuses: Hydra says why
         return None
     defaults = vars(parser.parse_args([]))
@@ -61,8 +64,10 @@ def quick_help(config_name: str, args: Sequence[str]) -> Optional[str]:
         listing = "".join(f"{g}: {', '.join(sorted(options(g, ObjectType.CONFIG)))}\n"
                           for g in sorted(groups()) if not (g == "hydra" or
                                                             g.startswith("hydra/")))
-    template = cfg.hydra.help.template
+    template = string.Template(cfg.hydra.help.template)
+    if not set(template.get_identifiers()) <= {"APP_CONFIG_GROUPS", "CONFIG"}:
+        return None  # a template asking for Hydra's flags or its own groups: Hydra fills it
     with open_dict(cfg):
         del cfg["hydra"]
-    return string.Template(template).safe_substitute(
+    return template.substitute(
         APP_CONFIG_GROUPS=listing, CONFIG=OmegaConf.to_yaml(cfg))

@@ -15,7 +15,7 @@ from gan_cli import plots
 from gan_cli.build import build_conditioning, build_data, build_models, pick_device
 from gan_cli.checkpoint import atomic_write, load_checkpoint, load_weights, run_config
 from gan_cli.config import UserError, check_rejection
-from gan_cli.rejection import sample_kept
+from gan_cli.rejection import judged_in_batches, sample_kept
 from gan_cli.replicas import replica_weights
 
 OUTPUT_KINDS = (".npy", ".png")
@@ -68,7 +68,7 @@ def sample(cfg: DictConfig) -> Path:
 
         def logits_of(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                return torch.cat([D(xb) for xb in x.split(batch)]).reshape(-1)
+                return judged_in_batches(D, x, batch).reshape(-1)
 
         x, share = sample_kept(lambda m: generate(models, cond, m, None), logits_of, cfg.n,
                                cfg.rejection_quantile)

@@ -30,7 +30,7 @@ from gan_cli.health import STATS, HealthMonitor, first_non_finite_parameter, gra
 from gan_cli.loggers import flat_hparams
 from gan_cli.manifest import now_iso, run_manifest
 from gan_cli.models import ema_updater, frozen, judges_each_sample_alone
-from gan_cli.rejection import keep_mask
+from gan_cli.rejection import judged_in_batches, keep_mask
 from gan_cli.replicas import RandomDraws, median_row, replica_summary
 from gan_cli.unroll import unrolled
 
@@ -391,9 +391,10 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -
         if rejection_quantile is not None:  # evaluate only what D lets through
             D.eval()
             with torch.no_grad():
-                logits = torch.cat([judge(x, None)[0] for x in fake.split(batch, dim=batch_dim)],
-                                   dim=batch_dim).reshape(replicas, -1)  # (R, N)
+                logits = judged_in_batches(lambda x: judge(x, None)[0], fake, batch,
+                                           dim=batch_dim).reshape(replicas, -1)  # (R, N)
             D.train()
+            # a diverged replica's logits are not finite: keep_mask keeps all its samples
             kept = [keep_mask(lk, rejection_quantile, rng) for lk, rng in zip(logits, eval_rngs)]
             fakes = [f[keep] for f, keep in zip(fakes, kept)]
         all_metrics = []

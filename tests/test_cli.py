@@ -172,6 +172,7 @@ def test_the_quick_help_leaves_other_flags_and_bad_overrides_to_hydra():
     assert quick_help("train", ["data=ring8"]) is None  # no --help: a run
     assert quick_help("train", ["--help", "--cfg", "job"]) is None
     assert quick_help("train", ["data=ring8", "--help", "seed=3"]) is None  # Hydra refuses it
+    assert quick_help("train", ["--help", "hydra.help.template=$FLAGS_HELP"]) is None
 
 
 def test_user_config_dir(tmp_path):

@@ -55,13 +55,15 @@ def run_seeds(overrides: list[str], seeds: int, steps: int, run_dir: Path,
                    f"train.steps={steps}", "device=cpu", "threads=1", "print_config=false",
                    "eval.plots=false", f"hydra.run.dir={folder}"]
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder.with_suffix(".log"), "w") as log:
-            subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
-        summary = folder / "summary.json"
-        if not summary.is_file():
-            raise RuntimeError(f"seed {seed} wrote no summary: see {folder.with_suffix('.log')}")
-        return json.loads(summary.read_text())
+        log = folder.with_suffix(".log")
+        with open(log, "w") as out:
+            done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+        # exit code 1 is a diverged run, a result; anything else (a refused config, a
+        # crash) leaves no summary of this run, only perhaps an earlier one's
+        if done.returncode not in (0, 1):
+            raise RuntimeError(f"seed {seed} failed (exit code {done.returncode}): see {log}")
+        return json.loads((folder / "summary.json").read_text())
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:

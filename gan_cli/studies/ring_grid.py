@@ -83,7 +83,8 @@ def run(setup: Setup, seeds: int, steps_scale: float, runs: Path, jobs: int,
 
 def earlier_summaries(setup: Setup, seeds: int, steps: int, run_dir: Path) -> Optional[list[dict]]:
     """The summaries of a finished run of this setup in run_dir, for these seeds and steps
-    (one batched run's, or one per seed); None when there is none to reuse."""
+    (one batched run's, or one per seed); None when there is none to reuse. The config
+    itself is not compared: --reuse trusts that the runs are this setup's."""
     files = [run_dir / "summary.json"] if setup.batched else \
         [run_dir / f"seed_{k}" / "summary.json" for k in range(seeds)]
     if not all(f.is_file() for f in files):
@@ -188,7 +189,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
                         help="folder for the runs (default outputs/studies/ring_grid/<time>)")
     args = parser.parse_args(argv)
     if args.seeds < 2:
-        parser.error("--seeds must be at least 2 (the seeds run as one batched run)")
+        parser.error("--seeds must be at least 2 (most setups run them as one batched run)")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    if args.reuse and args.runs is None:
+        parser.error("--reuse needs --runs: the folder of the runs to read back")
     runs = args.runs or Path("outputs/studies/ring_grid") / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
     chosen = [SETUPS[i] for i in args.only] if args.only is not None else SETUPS
     results = []
