@@ -57,9 +57,10 @@ def sample(cfg: DictConfig) -> Path:
         raise UserError(f"n={cfg.n}: a grid with a row per class needs a multiple of its "
                         f"{len(classes)} classes, at most {MAX_ROW * len(classes)} (e.g. "
                         f"n={8 * len(classes)}); or choose classes with labels=[...]")
-    check_rejection(run_cfg, cfg.rejection_quantile, "rejection_quantile")
+    quantile = cfg.get("rejection_quantile")
+    check_rejection(run_cfg, quantile, "rejection_quantile")
     torch.manual_seed(cfg.seed)
-    if cfg.rejection_quantile is None:
+    if quantile is None:
         x = generate(models, cond, cfg.n, y)
     else:  # discriminator rejection sampling: D's weights join G's
         D = models.discriminator.eval()
@@ -71,7 +72,7 @@ def sample(cfg: DictConfig) -> Path:
                 return judged_in_batches(D, x, batch).reshape(-1)
 
         x, share = sample_kept(lambda m: generate(models, cond, m, None), logits_of, cfg.n,
-                               cfg.rejection_quantile)
+                               quantile)
         print(f"rejection sampling kept {share:.1%} of G's samples")
     # x: (n, d), or (n, C, H, W) images in [-1, 1]
     if out.suffix == ".npy":
