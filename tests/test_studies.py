@@ -93,6 +93,7 @@ def test_the_fast_ring_grid_study_writes_every_setup_beside_the_published_number
     assert len(list(runs.glob("*/summary.json"))) == 3
     assert len(list(runs.glob("grid25_best/seed_*/summary.json"))) == 2
     assert "hq over the samples D's rejection sampling kept" in text  # grid25_best's line
+    assert re.search(r"all of G's samples, without rejection: \d+/[\d.]+, \d+/[\d.]+ \(", text)
 
     # --reuse reads the finished runs back: the same table, nothing trained again
     written = {f: f.stat().st_mtime_ns for f in runs.rglob("summary.json")}

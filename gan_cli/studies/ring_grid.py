@@ -57,6 +57,8 @@ class Result:
     seconds: float
     accepted: list[float]  # per seed, the share rejection sampling kept ([] when off)
     ended: datetime  # when the last of its runs finished
+    unfiltered: list[tuple[int, float]]  # per seed, (modes, hq) of all of G's samples
+    # ([] unless rejection sampling filtered the ones above)
 
 
 def run(setup: Setup, seeds: int, steps_scale: float, runs: Path, jobs: int,
@@ -74,11 +76,35 @@ def run(setup: Setup, seeds: int, steps_scale: float, runs: Path, jobs: int,
     metrics = [p["metrics"] for p in per]
     started = min(datetime.fromisoformat(s["manifest"]["started_at"]) for s in summaries)
     ended = max(datetime.fromisoformat(s["manifest"]["ended_at"]) for s in summaries)
+    accepted = [m["accepted"] for m in metrics if "accepted" in m]
+    unfiltered = [without_rejection(run_dir / f"seed_{k}") for k in range(seeds)] \
+        if accepted and not setup.batched else []
     return Result(setup, steps, [int(m.get("modes_covered", 0)) for m in metrics],
                   max(int(m.get("n_modes", 0)) for m in metrics),
                   [m.get("hq_fraction", math.nan) for m in metrics],
                   sum(p["status"] == "diverged" for p in per), (ended - started).total_seconds(),
-                  [m["accepted"] for m in metrics if "accepted" in m], ended)
+                  accepted, ended, unfiltered)
+
+
+def without_rejection(run_dir: Path) -> tuple[int, float]:
+    """Modes covered and hq of all the samples G draws from the run's fixed evaluation
+    noise at its last checkpoint, as if rejection sampling were off."""
+    import torch
+
+    from gan_cli.build import build_conditioning, build_data, build_models
+    from gan_cli.checkpoint import load_checkpoint, run_config
+    from gan_cli.evaluate import mode_statistics
+
+    cpu = torch.device("cpu")
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt", cpu)
+    cfg = run_config(state, run_dir)
+    data = build_data(cfg.data, cpu)
+    models = build_models(cfg.model, data, cpu, build_conditioning(cfg.model, cfg.loss, data))
+    models.generator.load_state_dict(state["generator_ema"] or state["generator"])
+    with torch.no_grad():
+        fake = models.generator.eval()(state["eval_z"])
+    stats = mode_statistics(fake, data, cfg.eval.hq_sigmas)
+    return stats["modes_covered"], stats["hq_fraction"]
 
 
 def earlier_summaries(setup: Setup, seeds: int, steps: int, run_dir: Path) -> Optional[list[dict]]:
@@ -141,6 +167,9 @@ def write_report(results: list[Result], path: Path, command: str,
         if r.accepted:
             extra += (f"; hq over the samples D's rejection sampling kept, "
                       f"{statistics.fmean(r.accepted):.0%} of G's on average")
+        if r.unfiltered:
+            extra += ("; all of G's samples, without rejection: " +
+                      ", ".join(f"{m}/{h:.2f}" for m, h in r.unfiltered))
         lines.append(f"- {r.setup.name}: {cells}{extra} ({r.seconds / 60:.1f} min, finished "
                      f"{r.ended.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC)")
     if left_out:
