@@ -71,7 +71,9 @@ def run_seeds(overrides: list[str], seeds: int, steps: int, run_dir: Path,
     return summaries, time.perf_counter() - start
 
 
-def machine() -> str:
-    """The machine a report's numbers come from, in one line."""
-    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
-            f"threads, torch {torch.__version__}")
+def machine(threads: bool = True) -> str:
+    """The machine a report's numbers come from, in one line (threads: this process's
+    torch threads, for reports whose runs train in it)."""
+    name = platform.processor() or platform.machine()
+    used = f", {torch.get_num_threads()} torch threads" if threads else ""
+    return f"{name}{used}, torch {torch.__version__}"
