@@ -40,8 +40,6 @@ def sample(cfg: DictConfig) -> Path:
         data = build_data(run_cfg.data, device)
     cond = build_conditioning(run_cfg.model, run_cfg.loss, data)
     models = build_models(run_cfg.model, data, device, cond)
-    weights = state["generator_ema"] if cfg.ema and state.get("generator_ema") else \
-        state["generator"]
     replicas = run_cfg.train.get("replicas", 1)
     if replicas > 1 or cfg.replica is not None:
         if cfg.replica is None or not 0 <= cfg.replica < replicas:
@@ -49,8 +47,8 @@ def sample(cfg: DictConfig) -> Path:
                 f"{replicas} replicas; choose one with replica=0..{replicas - 1} (replica k "
                 f"is seed {run_cfg.seed}+k)" if replicas > 1 else
                 "a single run; leave replica= out"))
-        weights = replica_weights(weights, cfg.replica)
-    load_weights(models.generator, weights, "generator", cfg.ckpt)
+    g_key = "generator_ema" if cfg.ema and state.get("generator_ema") else "generator"
+    load_weights(models.generator, weights_of(state, g_key, cfg.replica), "generator", cfg.ckpt)
     y, classes = class_labels(cfg, cond.n_classes, data, state, device)
     if x_is_image_grid(shape, out) and len(classes) > 1 and (
             cfg.n % len(classes) or cfg.n // len(classes) > MAX_ROW):
@@ -64,7 +62,8 @@ def sample(cfg: DictConfig) -> Path:
         x = generate(models, cond, cfg.n, y)
     else:  # discriminator rejection sampling: D's weights join G's
         D = models.discriminator.eval()
-        load_weights(D, discriminator_weights(state, cfg.replica), "discriminator", cfg.ckpt)
+        load_weights(D, weights_of(state, "discriminator", cfg.replica), "discriminator",
+                     cfg.ckpt)
         batch = run_cfg.train.batch_size  # D judges batches of the size it trained on
 
         def logits_of(x: torch.Tensor) -> torch.Tensor:
@@ -100,9 +99,9 @@ def generate(models, cond, n: int, y: Optional[torch.Tensor]) -> torch.Tensor:
                           for zk, yk in zip(z_chunks, y_chunks)])
 
 
-def discriminator_weights(state: dict, replica: Optional[int]) -> dict:
-    weights = state["discriminator"]
-    return replica_weights(weights, replica) if replica is not None else weights
+def weights_of(state: dict, key: str, replica: Optional[int]) -> dict:
+    """The checkpoint's weights of one network (key), of one replica when given."""
+    return state[key] if replica is None else replica_weights(state[key], replica)
 
 
 def x_is_image_grid(shape, out: Path) -> bool:

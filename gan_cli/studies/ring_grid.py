@@ -4,9 +4,9 @@ Trains ring8 (8 modes on a circle) and grid25 (a 5 x 5 grid), each with a plain 
 (the runner's defaults) and with the best remedy measured (experiment=ring8_best,
 grid25_best), over --seeds seeds as one batched run each (train.replicas; grid25_best's
 wide networks gain nothing from batching, so its seeds run as separate processes, --jobs
-at a time), then
-writes docs/ring_grid.md: per configuration the modes covered and the high-quality
-share over the seeds, beside the numbers PacGAN's Table 1 reports (Lin et al. 2018).
+at a time), then writes docs/ring_grid.md: per configuration the modes covered and the
+high-quality share over the seeds, beside the numbers PacGAN's Table 1 reports (Lin et
+al. 2018). --reuse writes the report again from finished runs without training them.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def run(setup: Setup, seeds: int, steps_scale: float, runs: Path, jobs: int,
     if summaries is None and setup.batched:
         summaries = [run_replicas(overrides, seeds, steps, run_dir)[0]]
     elif summaries is None:
-        summaries = run_seeds(overrides, seeds, steps, run_dir, jobs)[0]
+        summaries = run_seeds(overrides, seeds, steps, run_dir, jobs)
     per = summaries[0]["per_replica"] if setup.batched else summaries
     metrics = [p["metrics"] for p in per]
     started = min(datetime.fromisoformat(s["manifest"]["started_at"]) for s in summaries)
