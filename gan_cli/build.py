@@ -17,7 +17,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli.config import UserError
+from gan_cli.errors import UserError
 from gan_cli.labels import Conditioning
 from gan_cli.models import NoisePrior, Pack, Shift, spectral_normalise
 from gan_cli.replicas import Replicas, copy_of_global_generator

@@ -1,20 +1,15 @@
-"""Checkpoints: written atomically, loaded without executing code from the file, resumed exactly.
+"""Checkpoint files: written atomically, loaded without executing code from the file.
 
-What resume guarantees (README, "Reliability"): a checkpoint holds everything
-the loop's future depends on — weights, optimizer and schedule states, G's EMA,
-the fixed evaluation noise, the metrics rows so far, the running loss sums of
-the current log interval and every random-number-generator state — so a run
-resumed from the checkpoint of step s repeats, on the same device and thread
-count, exactly what the uninterrupted run did after step s.
+What a checkpoint holds is defined by the run state (state.py); this module reads
+and writes the files, finds the one to resume from, and saves and restores the
+random-number generators.
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -24,30 +19,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gan_cli.config import TrainConfig, UserError
+from gan_cli.config import TrainConfig
+from gan_cli.errors import UserError
+from gan_cli.files import atomic_write
 
 # the only settings a resumed run may change: the rest is the run's own config
-RESUMABLE_OVERRIDES = ("resume", "train.steps", "device")
-# what a checkpoint must hold to be resumed exactly (see train.checkpoint_state)
-RESUME_KEYS = ("step", "config", "generator", "discriminator", "opt_g", "opt_d", "schedulers",
-               "eval_z", "rng", "rng_eval", "rows", "final_metrics", "converged_at", "health",
-               "wall_time_s", "train_time_s", "device_type")
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside `path`, then rename it over `path`.
-
-    A crash or a full disk mid-write leaves the previous file untouched.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+RESUMABLE_OVERRIDES = ("resume", "train.steps", "device", "threads")
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
@@ -197,15 +174,13 @@ def load_for_resume(resume: str, cfg: DictConfig, overrides: Sequence[str],
     else:
         raise UserError(f"resume={resume}: no such run folder or checkpoint file")
 
-    missing = [key for key in RESUME_KEYS if key not in state]
-    if missing:
-        raise UserError(f"resume={resume}: the checkpoint lacks {', '.join(missing)} (written by "
-                        "an older gan_cli?); gan-sample can still use it, resume cannot")
     run_cfg = run_config(state, resume)
     if "train.steps" in keys:
         run_cfg.train.steps = cfg.train.steps
     if "device" in keys:
         run_cfg.device = cfg.device
+    if "threads" in keys:
+        run_cfg.threads = cfg.threads
     run_cfg.resume = str(resume)
     if run_cfg.train.steps < state["step"]:
         raise UserError(f"train.steps={run_cfg.train.steps}: the run is already at step "

@@ -19,8 +19,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli.config import UserError, register_configs
+from gan_cli.config import register_configs
+from gan_cli.errors import UserError
+from gan_cli.exit_codes import EXIT_CODES, SWEEP_EXIT_CODES, exit_code, set_exit_code
 from gan_cli.errors import user_error_message
+from gan_cli.runfolder import PROCESS_TAG, holds_a_run
 
 register_configs()
 
@@ -38,21 +41,16 @@ def _resume_run_dir(resume: Optional[str], fresh: str) -> str:
 
 # resolvers used by conf/train.yaml's hydra node (registered before Hydra composes)
 OmegaConf.register_new_resolver("gan_run_dir", _resume_run_dir)
+
+
 def _hydra_subdir(resume: Optional[str], output_dir: str) -> Optional[str]:
     """hydra.output_subdir: a folder that already holds a run (resumed, or a requeued
     cluster job's) keeps the .hydra/ record of the command that started it."""
-    holds_a_run = (Path(output_dir) / "checkpoints" / "last.pt").is_file()
-    return None if resume is not None or holds_a_run else ".hydra"
+    return None if resume is not None or holds_a_run(output_dir) else ".hydra"
 
 
 OmegaConf.register_new_resolver("gan_hydra_subdir", _hydra_subdir)
-
-# summary.json status -> process exit code (design.md, "Exit codes and errors"). In a sweep
-# a diverged job is a result like any other: only a failed job makes the sweep exit non-zero.
-EXIT_CODES = {"completed": 0, "diverged": 1, "failed": 2, "interrupted": 130}
-SWEEP_EXIT_CODES = {**EXIT_CODES, "diverged": 0}
-_exit_code = 0
-
+OmegaConf.register_new_resolver("gan_process_tag", lambda: PROCESS_TAG)
 
 class SweepInterrupted(KeyboardInterrupt):
     """A job of a sweep run by Hydra's basic launcher (one job after another, in this
@@ -65,19 +63,22 @@ class SweepInterrupted(KeyboardInterrupt):
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def _train_task(cfg: DictConfig) -> Optional[float]:
-    from gan_cli.launchers import BASIC_LAUNCHER, hand_over_to_submitit, set_torch_threads
-    from gan_cli.train import record_failure, train
+    from gan_cli.launchers import BASIC_LAUNCHER, hand_over_to_submitit, run_threads, \
+        set_torch_threads
+    from gan_cli.runfolder import RunFolder
+    from gan_cli.train import train
 
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        set_torch_threads(cfg.get("threads"), hydra_cfg.get("launcher"))
+        # before torch starts its thread pool: a resumed run keeps its own setting
+        set_torch_threads(run_threads(cfg, hydra_cfg.overrides.task), hydra_cfg.get("launcher"))
         summary = train(cfg, hydra_cfg.runtime.output_dir, overrides=hydra_cfg.overrides.task)
     except KeyboardInterrupt:
         # e.g. a Ctrl-C while a first classifier trains, before the run wrote anything: a
         # single run's folder holding only Hydra's record goes (a started run has its own)
         if not in_sweep and not cfg.resume:
-            record_failure(hydra_cfg.runtime.output_dir, "interrupted", in_sweep=False)
+            RunFolder(hydra_cfg.runtime.output_dir).record_failure("interrupted", in_sweep=False)
         raise
     except Exception as e:
         if not isinstance(e, UserError) and not in_sweep:
@@ -90,8 +91,9 @@ def _train_task(cfg: DictConfig) -> Optional[float]:
             traceback.print_exc()
             set_exit_code(EXIT_CODES["failed"])
         if not cfg.resume:  # a resumed run's folder is never touched
-            record_failure(hydra_cfg.runtime.output_dir, str(e) if isinstance(e, UserError)
-                           else f"{type(e).__name__}: {e}", in_sweep=in_sweep)
+            RunFolder(hydra_cfg.runtime.output_dir).record_failure(
+                str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}",
+                in_sweep=in_sweep)
         return None
     status = summary["status"]
     set_exit_code((SWEEP_EXIT_CODES if in_sweep else EXIT_CODES)[status])
@@ -113,12 +115,6 @@ def _sample_task(cfg: DictConfig) -> None:
         sample(cfg)
     except UserError as e:
         _report("gan-sample", e)
-
-
-def set_exit_code(code: int) -> None:
-    """The process exits with the highest code any job (or the sweep summary) asked for."""
-    global _exit_code
-    _exit_code = max(_exit_code, code)
 
 
 def _report(program: str, e: UserError) -> None:
@@ -183,11 +179,11 @@ def train_main() -> None:
     except KeyboardInterrupt:  # Ctrl-C between two jobs of a sweep
         print("gan-train: interrupted", file=sys.stderr)
         sys.exit(EXIT_CODES["interrupted"])
-    sys.exit(_exit_code)
+    sys.exit(exit_code())
 
 
 def sample_main() -> None:
     _quick_help_or_continue("sample")
     with _one_line_user_errors("gan-sample"):
         _sample_task()
-    sys.exit(_exit_code)
+    sys.exit(exit_code())

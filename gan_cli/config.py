@@ -15,9 +15,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, DictConfig
 
-
-class UserError(Exception):
-    """A bad config value, data file or checkpoint: reported as one line, exit code 2."""
+from gan_cli.errors import UserError  # noqa: F401  (re-exported: raised by the checks below)
 
 
 # ---------------------------------------------------------------- top level

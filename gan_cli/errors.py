@@ -9,7 +9,10 @@ from typing import Optional
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from gan_cli.config import UserError
+
+class UserError(Exception):
+    """A bad config value, data file or checkpoint: reported as one line, exit code 2."""
+
 
 # lines of OmegaConf's error text that describe internals, not the user's mistake
 _NOISE = ("full_key:", "object_type=", "reference_type=", "Set the environment variable",

@@ -1,7 +1,11 @@
 """Metrics and pictures of what G makes (definitions in design.md, "Metrics").
 
-The loop talks to one Evaluation per run: MixtureEvaluation for Gaussian mixtures
-(w1, modes, high-quality share), ImageEvaluation for images (a classifier's view).
+Two layers. What the metrics are depends on the data: MixtureEvaluation for
+Gaussian mixtures (w1, modes, high-quality share), ImageEvaluation for images (a
+classifier's view). How G's samples are made for them is the same for training and
+gan-sample: `generate` (chunked, no gradients) and, with discriminator rejection
+sampling, rejection.py; `Evaluator` runs one evaluation of a training run, for a
+single run or for replicas alike.
 """
 
 from __future__ import annotations
@@ -14,8 +18,13 @@ import torch
 from omegaconf import DictConfig
 
 from gan_cli import plots
-from gan_cli.config import UserError
 from gan_cli.data.gaussian import GaussianMixture
+from gan_cli.errors import UserError
+from gan_cli.labels import Conditioning
+from gan_cli.rejection import judged_in_batches, keep_mask
+from gan_cli.replicas import SingleRun, median_row
+
+CHUNK = 1000  # samples per generator call: 10,000 images at once would be GBs of activations
 
 
 def wasserstein1(x: torch.Tensor, y: torch.Tensor, projections: int = 256,
@@ -242,3 +251,70 @@ def build_evaluation(data: Any, eval_cfg: DictConfig, device: torch.device,
         evaluation.columns += ("accepted",)
         evaluation.summary_keys += ("accepted",)
     return evaluation
+
+
+def generate(G: Callable, cond: Conditioning, z: torch.Tensor,
+             labels: Optional[torch.Tensor] = None, dim: int = 0) -> torch.Tensor:
+    """G's samples (no gradients) for noise z (N, z) and classes labels (N,) (None:
+    unconditional), in chunks along dim (replicas: z is (R, N, z), dim 1)."""
+    z_chunks = z.split(CHUNK, dim=dim)
+    label_chunks = [None] * len(z_chunks) if labels is None else \
+        labels.expand(z.shape[:-1]).split(CHUNK, dim=dim)
+    with torch.no_grad():
+        return torch.cat([G(cond.generator_input(zk, yk))
+                          for zk, yk in zip(z_chunks, label_chunks)], dim=dim)
+
+
+class Evaluator:
+    """One evaluation of a training run: G's samples from the fixed evaluation noise,
+    optionally thinned by D (eval.rejection_quantile), scored per replica (one entry
+    for a single run), and drawn as a picture."""
+
+    def __init__(self, scorer: Any, cond: Conditioning, axis: SingleRun,
+                 rejection_quantile: Optional[float], d_batch: int):
+        self.scorer, self.cond, self.axis = scorer, cond, axis
+        self.rejection_quantile = rejection_quantile  # discriminator rejection sampling
+        self.d_batch = d_batch  # D judges batches of the size it trained on (minibatch layers)
+
+    def samples(self, G: torch.nn.Module, z: torch.Tensor,
+                labels: Optional[torch.Tensor]) -> torch.Tensor:
+        """(N, ...) samples of G in eval mode (no dropout: evaluation must not draw from
+        the training stream), or (R, N, ...)."""
+        G.eval()
+        try:
+            return generate(G, self.cond, z, labels, dim=self.axis.batch_dim)
+        finally:
+            G.train()
+
+    def kept(self, fake: torch.Tensor, D: torch.nn.Module, judge: Callable,
+             rngs: Sequence[torch.Generator]) -> Optional[list[torch.Tensor]]:
+        """Per replica, which samples D lets through ((N,) bools); None without rejection.
+        A diverged replica's logits are not finite: keep_mask keeps all its samples."""
+        if self.rejection_quantile is None:
+            return None
+        D.eval()
+        with torch.no_grad():
+            logits = judged_in_batches(lambda x: judge(x, None)[0], fake, self.d_batch,
+                                       dim=self.axis.batch_dim).reshape(self.axis.count, -1)
+        D.train()
+        return [keep_mask(lk, self.rejection_quantile, rng) for lk, rng in zip(logits, rngs)]
+
+    def metrics(self, fakes: Sequence[torch.Tensor], kept: Optional[list[torch.Tensor]],
+                rngs: Sequence[torch.Generator], labels: Optional[torch.Tensor]) -> list[dict]:
+        """Each replica's metrics of its (kept) samples, against fresh real samples."""
+        all_metrics = []
+        for k, (fake_k, rng) in enumerate(zip(fakes, rngs)):
+            metrics = self.scorer.metrics(fake_k, rng, labels=labels)
+            if kept is not None:
+                metrics["accepted"] = kept[k].float().mean().item()
+            all_metrics.append(metrics)
+        return all_metrics
+
+    def line(self, step: int, all_metrics: list[dict], diverged: dict,
+             converged_at: list[Optional[int]]) -> str:
+        """The console's evaluation line: for replicas, medians over those not diverged."""
+        shown = median_row(all_metrics, skip=diverged)
+        line = f"eval  step {step}: {self.scorer.line(shown)}"
+        if "accepted" in shown:
+            line += f"  accepted {shown['accepted']:.3f}"
+        return self.axis.eval_line(line, converged_at)

@@ -7,12 +7,9 @@ being finite; `HealthMonitor` reads both once per log interval.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
-from torch import nn
-
-from gan_cli.replicas import Replicas
 
 # one per-step statistic each; metrics.csv has one column per name (interval means)
 STATS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake",
@@ -23,43 +20,12 @@ D_WINS_ACCURACY = 0.99
 D_WINS_STEPS = 1000
 
 
-def grad_norm_of(module: nn.Module) -> Callable[[], torch.Tensor]:
-    """A function giving the L2 norm of all of module's gradients together, as a 0-d tensor
-    on the device ((R,): one per replica, for train.replicas). The weights are listed
-    once: walking the module tree every step costs more than a toy network's update."""
-    if isinstance(module, Replicas):
-        return module.grad_norm
-    params = list(module.parameters())
-
-    def norm() -> torch.Tensor:
-        grads = [p.grad for p in params if p.grad is not None]
-        if not grads:
-            return torch.zeros(())
-        # one fused kernel for the per-tensor norms, then their norm: 3 ops, where
-        # clip_grad_norm_'s get_total_norm spends ~30 small ones (a tenth of a toy step)
-        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-    return norm
-
-
-def grad_norm(module: nn.Module) -> torch.Tensor:
-    """The L2 norm of all of module's gradients together (see grad_norm_of)."""
-    return grad_norm_of(module)()
-
-
-def first_non_finite_parameter(*modules: nn.Module) -> Optional[str]:
-    """The name of the first parameter holding a NaN or infinity, or None (one host sync)."""
-    named = [(name, p) for m in modules for name, p in m.named_parameters()]
-    finite = torch.stack([torch.isfinite(p).all() for _, p in named]).tolist()
-    return next((name for (name, _), ok in zip(named, finite) if not ok), None)
-
-
 class HealthMonitor:
     """Tracks the statistics between log intervals and decides when to stop or warn."""
 
-    def __init__(self, device: torch.device, state: Optional[dict] = None, replicas: int = 1):
-        # (STATS,) for a single run, (R, STATS) with train.replicas=R
-        shape = (replicas, len(STATS)) if replicas > 1 else (len(STATS),)
+    def __init__(self, device: torch.device, leading: tuple[int, ...] = ()):
+        # (STATS,) per step; leading dimensions in front, e.g. (R,) for replicas
+        shape = (*leading, len(STATS))
         self.sums = torch.zeros(shape, device=device)
         self.steps = 0  # steps summed since the last read
         # per statistic: the first step at which it was not finite (-1: never), and its value
@@ -68,18 +34,19 @@ class HealthMonitor:
         self.d_wins_since: Optional[int] = None  # step from which D has been winning outright
         self.all_modes_at: Optional[int] = None  # first evaluation step with every mode covered
         self.warned: dict[str, str] = {}  # kind -> the warning given (each kind once)
-        self.diverged: dict[int, str] = {}  # replica -> why it diverged (train.replicas only)
-        if state is not None:
-            self.sums = state["sums"].to(device)
-            self.steps = state["steps"]
-            self.d_wins_since, self.all_modes_at = state["d_wins_since"], state["all_modes_at"]
-            self.warned = dict(state["warned"])
-            self.diverged = dict(state.get("diverged", {}))
+        self.diverged: dict[int, str] = {}  # run (replica) index -> why it diverged
 
     def state_dict(self) -> dict:
         return {"sums": self.sums, "steps": self.steps, "d_wins_since": self.d_wins_since,
                 "all_modes_at": self.all_modes_at, "warned": self.warned,
                 "diverged": self.diverged}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums = state["sums"].to(self.sums.device)
+        self.steps = state["steps"]
+        self.d_wins_since, self.all_modes_at = state["d_wins_since"], state["all_modes_at"]
+        self.warned = dict(state["warned"])
+        self.diverged = dict(state["diverged"])
 
     def add(self, step: int, stats: torch.Tensor) -> None:
         """stats: this step's (STATS,) or (R, STATS), on the device. No host sync."""
@@ -90,7 +57,7 @@ class HealthMonitor:
         self.steps += 1
 
     def problems(self) -> list[Optional[str]]:
-        """Per replica (one entry for a single run): the first statistic that stopped being
+        """Per run (one entry, or one per replica): the first statistic that stopped being
         finite, with its value and step, or None (a host sync)."""
         bad_steps = self.bad_step.reshape(-1, len(STATS)).tolist()
         bad_values = self.bad_value.reshape(-1, len(STATS)).tolist()
@@ -103,7 +70,7 @@ class HealthMonitor:
         return found
 
     def means(self) -> list[dict]:
-        """Per replica (one entry for a single run): each statistic's mean since the last
+        """Per run (one entry, or one per replica): each statistic's mean since the last
         reset (a host sync)."""
         means = (self.sums / max(self.steps, 1)).reshape(-1, len(STATS)).tolist()
         return [dict(zip(STATS, m)) for m in means]
@@ -112,7 +79,8 @@ class HealthMonitor:
         self.sums.zero_()
         self.steps = 0
 
-    def d_wins_warning(self, step: int, means: dict, probabilistic: bool) -> Optional[str]:
+    def d_wins_warning(self, step: int, means: dict, probabilistic: bool,
+                       remedies: str) -> Optional[str]:
         """Once: D has been right about nearly every sample for D_WINS_STEPS steps.
 
         Only for losses whose D outputs a probability: a critic separating real from
@@ -127,8 +95,7 @@ class HealthMonitor:
         if step - self.d_wins_since >= D_WINS_STEPS:
             return self._once("d_wins", f"warning: step {step}: D has told real from fake with "
                               f">= {D_WINS_ACCURACY:.0%} accuracy since step {self.d_wins_since}; "
-                              "G's gradients may vanish (try loss=nonsaturating, label smoothing, "
-                              "instance noise or a weaker D)")
+                              f"G's gradients may vanish (try {remedies})")
         return None
 
     def coverage_warning(self, step: int, metrics: dict) -> Optional[str]:

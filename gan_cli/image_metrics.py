@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_cli.checkpoint import atomic_write
+from gan_cli.files import atomic_write
 
 CONFIDENT = 0.9  # max p(y|x) at which an image counts as confidently classified
 MIN_SHARE = 0.02  # share of the confident images a class needs to count as covered

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-from gan_cli.config import UserError
+from gan_cli.errors import UserError
 
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
@@ -44,6 +44,22 @@ def auto_threads(launcher: Any, cores: int) -> Optional[int]:
         # share that never oversubscribes; on SLURM the job's allocation is what it may use
         return 1 if target.endswith("LocalLauncher") else cores
     return None
+
+
+def run_threads(cfg: Any, overrides: Sequence[str]) -> Optional[int]:
+    """The `threads` setting of the run about to start: a resumed run's own (read from its
+    folder's .hydra/config.yaml, without torch), unless the command line gives threads=."""
+    given = any(o.split("=", 1)[0].lstrip("+~") == "threads" for o in overrides)
+    if not cfg.get("resume") or given:
+        return cfg.get("threads")
+    from omegaconf import OmegaConf
+
+    from gan_cli.checkpoint import run_folder_of
+
+    saved = run_folder_of(cfg.resume) / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        return cfg.get("threads")
+    return OmegaConf.load(saved).get("threads")
 
 
 def set_torch_threads(threads: Optional[int], launcher: Any) -> None:

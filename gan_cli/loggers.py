@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gan_cli.config import UserError
+from gan_cli.errors import UserError
 
 
 class TensorBoardLogger:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_cli.config import UserError
+from gan_cli.errors import UserError
 
 
 class GANLoss:
@@ -27,6 +27,9 @@ class GANLoss:
 
     n_critic = 1
     probabilistic = True  # D's output is a logit: sigmoid(output) = P(real)
+    # what the health monitor suggests when D wins outright and G's gradients may vanish
+    d_wins_remedies = ("loss=nonsaturating, loss.label_smoothing=0.1, train.instance_noise=0.1 "
+                       "or a weaker D")
 
     def __init__(self, label_smoothing: float = 0.0):
         # one-sided label smoothing: only the real target moves (1 -> 1 - label_smoothing)
@@ -70,6 +73,8 @@ class Minimax(GANLoss):
 
 class NonSaturating(GANLoss):
     """G minimises -E log D(G(z)) = E softplus(-l)."""
+
+    d_wins_remedies = "loss.label_smoothing=0.1, train.instance_noise=0.1 or a weaker D"
 
     def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return F.softplus(-fake_logits).mean()

@@ -9,8 +9,7 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from gan_cli.config import UserError
-from gan_cli.replicas import draw_each
+from gan_cli.errors import UserError
 
 ACTIVATIONS = {
     "tanh": nn.Tanh,
@@ -332,28 +331,21 @@ class NoisePrior:
         """G's input width."""
         return self.dim + self.categories
 
-    def __call__(self, n: int, generator: torch.Generator | None = None,
-                 generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
-        """(n, width); with `generators` (replicas), (R, n, width) whose slice r is what a
-        call with generator=generators[r] returns."""
-        z = self._continuous(n, generator, generators)
+    def __call__(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, width), drawn from `generator` (None: torch's global stream)."""
+        z = self._continuous(n, generator)
         if not self.categories:
             return z
-
-        def pick(shape, device, generator):  # (n,) category indices
-            return torch.randint(self.categories, shape, device=device, generator=generator)
-
-        code = draw_each(pick, (n,), self.device, generator, generators)
+        code = torch.randint(self.categories, (n,), device=self.device, generator=generator)
         return torch.cat([z, nn.functional.one_hot(code, self.categories).to(z.dtype)], dim=-1)
 
-    def _continuous(self, n: int, generator: torch.Generator | None,
-                    generators: Sequence[torch.Generator] | None) -> torch.Tensor:
+    def _continuous(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         shape = (n, self.dim)
         if self.dist == "normal":
-            return draw_each(torch.randn, shape, self.device, generator, generators)
-        u = draw_each(torch.rand, shape, self.device, generator, generators)  # [0, 1)
+            return torch.randn(shape, device=self.device, generator=generator)
+        u = torch.rand(shape, device=self.device, generator=generator)  # [0, 1)
         if self.dist == "stratified":
-            order = draw_each(torch.rand, shape, self.device, generator, generators)
+            order = torch.rand(shape, device=self.device, generator=generator)
             strata = torch.argsort(order, dim=-2)  # a random permutation per column
             u = (strata + u) / n
         return self.low + (self.high - self.low) * u

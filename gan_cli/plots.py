@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from gan_cli.checkpoint import atomic_write  # noqa: E402
+from gan_cli.files import atomic_write  # noqa: E402
 from gan_cli.data.gaussian import GaussianMixture  # noqa: E402
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import torch
 
-from gan_cli.config import UserError
+from gan_cli.errors import UserError
 
 
 ROUND = 10_000  # gan-sample's candidates per round, at least n (up to MAX_ROUND)

@@ -7,6 +7,12 @@ Its weights are slice k of stacked parameters (R, *shape); Adam, RMSprop and
 SGD work element by element, so one optimizer step over the stack is R
 independent steps. The two runs agree step by step until float rounding
 (batched vs. unbatched kernels) is amplified by the training dynamics.
+
+This module is the only one that knows replicas exist: the step, the loop and the
+evaluation talk to a replica axis — SingleRun or ReplicaRuns, the same methods —
+that draws the random inputs, applies per-replica objectives, reduces per replica
+and shapes rows and summaries; data sources, models and the health monitor take
+one generator (or none) and know nothing of replicas.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import statistics
-from typing import Callable, Collection, Optional, Sequence
+from typing import Any, Callable, Collection, Optional, Sequence
 
 import torch
 from torch import nn
@@ -107,48 +113,200 @@ def copy_of_global_generator(device: torch.device) -> torch.Generator:
     return g
 
 
-def draw_each(draw: Callable[..., torch.Tensor], shape: tuple, device: torch.device,
-              generator: Optional[torch.Generator] = None,
-              generators: Optional[Sequence[torch.Generator]] = None) -> torch.Tensor:
-    """draw(shape, device=, generator=) once; or, given `generators` (replicas), once
-    from each, stacked to (R, *shape)."""
-    if generators is None:
-        return draw(shape, device=device, generator=generator)
-    return torch.stack([draw(shape, device=device, generator=g) for g in generators])
+# ---------------------------------------------------------------- the replica axis
+Draw = Callable[[Optional[torch.Generator]], Any]  # generator -> a tensor or a tuple of them
+
+
+class SingleRun:
+    """The loop's view of a single run: no replica axis. Its twin ReplicaRuns puts
+    (R, ...) in front of every tensor; the step, the loop and the evaluation call the
+    same methods on either, so only this module knows replicas exist."""
+
+    count = 1
+    batch_dim = 0  # the dimension of a batch's samples in the loop's tensors
+    row_keys: tuple[str, ...] = ()  # metrics.csv columns that name the replica
+
+    def __init__(self, seed: int):
+        self.seeds = [seed]
+        self.generators: list[torch.Generator] = []  # none of its own: torch's global stream
+
+    def draw(self, draw: Draw, generators: Optional[Sequence[torch.Generator]] = None) -> Any:
+        """draw(generator): from generators[0], or torch's global stream by default."""
+        return draw(generators[0] if generators else None)
+
+    def per_replica(self, f: Callable) -> Callable:
+        """f over one replica's tensors, applied to the loop's (one run: f itself)."""
+        return f
+
+    def unstack(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each replica's slice of x."""
+        return [x]
+
+    def pack(self, per_replica: list) -> Any:
+        """A per-replica value as a checkpoint holds it: a single run's bare, as before
+        replicas existed (unpack undoes it)."""
+        return per_replica[0]
+
+    def unpack(self, entry: Any) -> list:
+        return entry if isinstance(entry, list) else [entry]
+
+    def grad_norm_of(self, module: nn.Module) -> Callable[[], torch.Tensor]:
+        """A function giving the L2 norm of all of module's gradients together, as a 0-d
+        tensor on the device. The weights are listed once: walking the module tree every
+        step costs more than a toy network's update."""
+        params = list(module.parameters())
+
+        def norm() -> torch.Tensor:
+            grads = [p.grad for p in params if p.grad is not None]
+            if not grads:
+                return torch.zeros(())
+            # one fused kernel for the per-tensor norms, then their norm: 3 ops, where
+            # clip_grad_norm_'s get_total_norm spends ~30 small ones (a tenth of a toy step)
+            return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+        return norm
+
+    def check_finite(self, problems: list[Optional[str]], G: nn.Module, D: nn.Module,
+                     step: int, diverged: dict[int, str]) -> list[str]:
+        """The divergence check (a host sync): FloatingPointError on a non-finite loss,
+        gradient or weight, so that a single run never saves anything non-finite."""
+        if problems[0] is not None:
+            raise FloatingPointError(problems[0])
+        bad = first_non_finite_parameter(G, D)
+        if bad is not None:
+            raise FloatingPointError(f"parameter {bad} is not finite at step {step}")
+        return []
+
+    def label_rows(self, rows: list[dict]) -> list[dict]:
+        return rows
+
+    def describe(self) -> str:
+        return f"seed {self.seeds[0]}"
+
+    def eval_line(self, line: str, converged_at: list[Optional[int]]) -> str:
+        return line
+
+    def summary(self, final_metrics: list[dict], converged_at: list[Optional[int]],
+                diverged: dict[int, str], keys: Sequence[str], status: str,
+                objective_key: str) -> dict:
+        """summary.json's entries beyond a single run's (none)."""
+        return {}
+
+    def table_title(self, step: int) -> str:
+        return f"final metrics after {step} steps"
+
+    def table_counts(self, summary: dict) -> dict:
+        return {}
+
+
+class ReplicaRuns(SingleRun):
+    """train.replicas=R: R runs (seeds seed..seed+R-1) side by side, every tensor of the
+    loop with a leading replica dimension; each draws its random inputs from its own
+    generator, in the order the single run with its seed would."""
+
+    batch_dim = 1
+    row_keys = ("replica", "seed")
+
+    def __init__(self, seeds: Sequence[int], generators: Sequence[torch.Generator]):
+        self.seeds, self.generators = list(seeds), list(generators)
+        self.count = len(self.seeds)
+
+    def draw(self, draw: Draw, generators: Optional[Sequence[torch.Generator]] = None) -> Any:
+        """draw(generator) once from each replica's generator, stacked to (R, ...)."""
+        drawn = [draw(g) for g in (generators or self.generators)]
+        if isinstance(drawn[0], tuple):
+            return tuple(torch.stack(parts) for parts in zip(*drawn))
+        return torch.stack(drawn)
+
+    def per_replica(self, f: Callable) -> Callable:
+        return vmap(f)  # the objectives map one replica's D outputs to a number
+
+    def unstack(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(x)
+
+    def pack(self, per_replica: list) -> Any:
+        return per_replica
+
+    def grad_norm_of(self, module: nn.Module) -> Callable[[], torch.Tensor]:
+        return module.grad_norm  # (R,): a Replicas module's
+
+    def check_finite(self, problems: list[Optional[str]], G: nn.Module, D: nn.Module,
+                     step: int, diverged: dict[int, str]) -> list[str]:
+        """Replicas are independent: one that diverges is recorded (in `diverged`) and
+        trains on harmlessly (its NaNs stay in its own slice); only when all have
+        diverged does the run stop as diverged. Returns a line per newly diverged one."""
+        lines = []
+        weights_finite = (G.finite() & D.finite()).tolist()
+        for k, (problem, finite) in enumerate(zip(problems, weights_finite)):
+            if k not in diverged and (problem or not finite):
+                diverged[k] = problem or f"a weight is not finite at step {step}"
+                lines.append(f"replica {k} (seed {self.seeds[k]}) diverged: {diverged[k]}")
+        if len(diverged) == self.count:
+            raise FloatingPointError(f"every replica diverged (replica 0: {diverged[0]})")
+        return lines
+
+    def label_rows(self, rows: list[dict]) -> list[dict]:
+        for k, row in enumerate(rows):
+            row.update(replica=k, seed=self.seeds[k])
+        return rows
+
+    def describe(self) -> str:
+        return f"seeds {self.seeds[0]}..{self.seeds[-1]} ({self.count} replicas)"
+
+    def eval_line(self, line: str, converged_at: list[Optional[int]]) -> str:
+        converged = sum(c is not None for c in converged_at)
+        return line.replace(": ", ": median ", 1) + f"  | converged {converged}/{self.count}"
+
+    def summary(self, final_metrics: list[dict], converged_at: list[Optional[int]],
+                diverged: dict[int, str], keys: Sequence[str], status: str,
+                objective_key: str) -> dict:
+        return replica_summary(self.seeds, final_metrics, converged_at, diverged, keys, status,
+                               objective_key)
+
+    def table_title(self, step: int) -> str:
+        return f"final metrics after {step} steps (median of {self.count} replicas)"
+
+    def table_counts(self, summary: dict) -> dict:
+        return {"replicas converged": f"{summary['converged']}/{self.count}",
+                "replicas diverged": summary["diverged"]}
+
+
+def first_non_finite_parameter(*modules: nn.Module) -> Optional[str]:
+    """The name of the first parameter holding a NaN or infinity, or None (one host sync)."""
+    named = [(name, p) for m in modules for name, p in m.named_parameters()]
+    finite = torch.stack([torch.isfinite(p).all() for _, p in named]).tolist()
+    return next((name for (name, _), ok in zip(named, finite) if not ok), None)
 
 
 class RandomDraws:
-    """Where the loop's random inputs come from.
+    """Where the step's random inputs come from: the data, G's noise prior and instance
+    noise, each drawn through the replica axis (a single run: torch's global stream;
+    replicas: each its own generator, stacked to (R, n, ...))."""
 
-    A single run (generators=None) draws from torch's global generator. Replicas draw
-    each from their own generator, stacked to (R, n, ...), in the order a single run
-    would, so replica k sees exactly the numbers the run with seed seed+k sees.
-    """
-
-    def __init__(self, data, noise: Callable[..., torch.Tensor],
-                 generators: Optional[list[torch.Generator]] = None, labelled: bool = False):
-        self.data, self.prior, self.generators = data, noise, generators
+    def __init__(self, data, noise: Callable[..., torch.Tensor], axis: SingleRun,
+                 labelled: bool = False):
+        self.data, self.prior, self.axis = data, noise, axis
         self.labelled = labelled  # a conditional GAN: real samples come with their labels
 
     def real(self, n: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """(n, d) samples (or (R, n, d)) and their labels (n,), or None without labels."""
+        """(n, d) samples and their (n,) labels, or None without labels."""
         if not self.labelled:
-            return self.data.sample(n, generators=self.generators), None
-        return self.data.sample_labelled(n, generators=self.generators)
+            return self.axis.draw(lambda g: self.data.sample(n, generator=g)), None
+        return self.axis.draw(lambda g: self.data.sample_labelled(n, generator=g))
 
     def labels(self, n: int) -> Optional[torch.Tensor]:
-        """(n,) (or (R, n)) labels for G to draw, as often as the data has each; None
-        without labels."""
-        return self.data.sample_labels(n, generators=self.generators) if self.labelled else None
+        """(n,) labels for G to draw, as often as the data has each; None without labels."""
+        if not self.labelled:
+            return None
+        return self.axis.draw(lambda g: self.data.sample_labels(n, generator=g))
 
-    def noise(self, n: int) -> torch.Tensor:  # (n, z) or (R, n, z)
-        return self.prior(n, generators=self.generators)
+    def noise(self, n: int) -> torch.Tensor:  # (n, z)
+        return self.axis.draw(lambda g: self.prior(n, generator=g))
 
     def normal_like(self, x: torch.Tensor) -> torch.Tensor:
         """Standard normal noise of x's shape (for instance noise)."""
-        if self.generators is None:
-            return torch.randn_like(x)
-        return draw_each(torch.randn, x.shape[1:], x.device, generators=self.generators)
+        shape = x.shape[self.axis.batch_dim:]  # one replica's
+        return self.axis.draw(lambda g: torch.randn(shape, device=x.device, generator=g))
 
 
 def median_row(rows: list[dict], skip: Collection[int] = ()) -> dict:
@@ -184,7 +342,9 @@ def replica_summary(seeds: list[int], final_metrics: list[dict],
                  "status": "diverged" if k in diverged else status,
                  "metrics": {key: final_metrics[k][key] for key in keys
                              if key in final_metrics[k]},
-                 "converged_at_step": converged_at[k]}
+                 "converged_at_step": converged_at[k],
+                 # what a sweeper ranks this replica by: a diverged one is infinitely bad
+                 "objective": None if k in diverged else final_metrics[k].get(objective_key)}
         if k in diverged:
             entry["error"] = diverged[k]
         per_replica.append(entry)
@@ -201,7 +361,7 @@ def replica_summary(seeds: list[int], final_metrics: list[dict],
     steps = sorted(math.inf if c is None else c for c in converged_at)
     lower_median = steps[(len(steps) - 1) // 2]
     scores = [math.inf if e["status"] == "diverged" else
-              e["metrics"].get(objective_key, math.nan) for e in per_replica]
+              _or_nan(e["objective"]) for e in per_replica]
     objective = statistics.median(scores) if all(not math.isnan(s) for s in scores) else \
         math.nan
     return {
@@ -214,3 +374,7 @@ def replica_summary(seeds: list[int], final_metrics: list[dict],
         "diverged": len(diverged),
         "per_replica": per_replica,
     }
+
+
+def _or_nan(x: Optional[float]) -> float:
+    return math.nan if x is None else x

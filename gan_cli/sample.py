@@ -13,8 +13,11 @@ from omegaconf import DictConfig
 
 from gan_cli import plots
 from gan_cli.build import build_conditioning, build_data, build_models, pick_device
-from gan_cli.checkpoint import atomic_write, load_checkpoint, load_weights, run_config
-from gan_cli.config import UserError, check_rejection
+from gan_cli.checkpoint import load_checkpoint, load_weights, run_config
+from gan_cli.config import check_rejection
+from gan_cli.errors import UserError
+from gan_cli.evaluate import generate
+from gan_cli.files import atomic_write
 from gan_cli.rejection import judged_in_batches, sample_kept
 from gan_cli.replicas import replica_weights
 
@@ -59,7 +62,7 @@ def sample(cfg: DictConfig) -> Path:
     check_rejection(run_cfg, quantile, "rejection_quantile")
     torch.manual_seed(cfg.seed)
     if quantile is None:
-        x = generate(models, cond, cfg.n, y)
+        x = draw(models, cond, cfg.n, y)
     else:  # discriminator rejection sampling: D's weights join G's
         D = models.discriminator.eval()
         load_weights(D, weights_of(state, "discriminator", cfg.replica), "discriminator",
@@ -70,7 +73,7 @@ def sample(cfg: DictConfig) -> Path:
             with torch.no_grad():
                 return judged_in_batches(D, x, batch).reshape(-1)
 
-        x, share = sample_kept(lambda m: generate(models, cond, m, None), logits_of, cfg.n,
+        x, share = sample_kept(lambda m: draw(models, cond, m, None), logits_of, cfg.n,
                                quantile)
         print(f"rejection sampling kept {share:.1%} of G's samples")
     # x: (n, d), or (n, C, H, W) images in [-1, 1]
@@ -90,13 +93,9 @@ def sample(cfg: DictConfig) -> Path:
     return out
 
 
-def generate(models, cond, n: int, y: Optional[torch.Tensor]) -> torch.Tensor:
+def draw(models, cond, n: int, y: Optional[torch.Tensor]) -> torch.Tensor:
     """n of G's samples for classes y (None: unconditional), from torch's global stream."""
-    z_chunks = models.noise(n).split(1000)  # in chunks: many images need GBs of activations
-    y_chunks = y.split(1000) if y is not None else [None] * len(z_chunks)
-    with torch.no_grad():
-        return torch.cat([models.generator.eval()(cond.generator_input(zk, yk))
-                          for zk, yk in zip(z_chunks, y_chunks)])
+    return generate(models.generator.eval(), cond, models.noise(n), y)
 
 
 def weights_of(state: dict, key: str, replica: Optional[int]) -> dict:

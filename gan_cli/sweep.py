@@ -24,6 +24,8 @@ from typing import Any, Optional, Sequence
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from gan_cli.exit_codes import set_exit_code
+
 # the final metrics a job reports: (objective, quality, covered, of how many, KL)
 MIXTURE_METRICS = ["w1", "hq_fraction", "modes_covered", "n_modes", "mode_kl"]
 IMAGE_METRICS = ["fd", "classifier_score", "classes_covered", "n_classes", "class_kl"]
@@ -143,7 +145,8 @@ def replica_rows(row: dict, summary: dict) -> list[dict]:
              "params": {**row["params"], SEED: str(p["seed"])},
              "status": p["status"], **{m: p["metrics"].get(m) for m in ALL_METRICS},
              "converged_at_step": p["converged_at_step"],
-             "objective": p["metrics"].get("fd" if "fd" in p["metrics"] else "w1"),
+             "objective": p["objective"] if "objective" in p else  # (older summaries: w1/fd)
+             p["metrics"].get("fd" if "fd" in p["metrics"] else "w1"),
              "wall_time_s": wall / len(summary["per_replica"]) if wall is not None else None,
              "error": p.get("error")}
             for p in summary["per_replica"]]
@@ -199,7 +202,7 @@ def _cell(x: Any) -> Any:
 
 
 def write_csv(report: SweepReport, path: Path) -> None:
-    from gan_cli.checkpoint import atomic_write
+    from gan_cli.files import atomic_write
 
     columns = ["job", *report.swept, "status", "step", *report.metrics, "converged_at_step",
                "objective", "wall_time_s", "error", "overrides"]
@@ -295,7 +298,7 @@ def plot_report(report: SweepReport, path: Path) -> bool:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    from gan_cli.checkpoint import atomic_write
+    from gan_cli.files import atomic_write
 
     keys = report.group_by or ([SEED] if SEED in report.swept else [])
     panels = keys or ["jobs"]
@@ -374,9 +377,7 @@ class SweepSummary(Callback):
             print(f"gan-train: warning: could not write the sweep summary ({e})",
                   file=sys.stderr)
             return
-        from gan_cli.cli import set_exit_code  # jobs in other processes (joblib, submitit)
-
-        set_exit_code(report.exit_code())
+        set_exit_code(report.exit_code())  # jobs in other processes (joblib, submitit) too
 
 
 def report_main(argv: Optional[Sequence[str]] = None) -> None:

@@ -230,3 +230,24 @@ def test_a_failing_job_does_not_sink_a_sweep(tmp_path):
             assert summary["error"] == "data.stds=0: every std must be > 0"
     assert sorted(statuses.values()) == [("0", "failed"), ("0", "failed"),
                                          ("0.5", "completed"), ("0.5", "completed")]
+
+
+def test_run_folder_names_carry_the_process_tag_after_the_time():
+    """Two processes starting in the same microsecond (a cluster's array job on a shared
+    disk) still get different folders: the name ends with the process's id and a random
+    suffix, after the time, so folders still sort by time."""
+    import os
+    import re
+
+    from hydra import compose, initialize_config_module
+
+    from gan_cli import cli  # registers the folder-naming resolvers
+    from gan_cli.runfolder import PROCESS_TAG
+
+    with initialize_config_module("gan_cli.conf", version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True)
+    run_dir = str(cfg.hydra.run.dir)
+    assert PROCESS_TAG.startswith(str(os.getpid())) and len(PROCESS_TAG) > len(str(os.getpid()))
+    assert re.fullmatch(r"outputs/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}-" + PROCESS_TAG, run_dir)
+    assert str(cfg.hydra.sweep.dir).endswith(PROCESS_TAG)
+    assert cli.PROCESS_TAG == PROCESS_TAG

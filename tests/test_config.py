@@ -8,7 +8,8 @@ from omegaconf.errors import ValidationError
 
 from conftest import compose_train
 from gan_cli.build import pick_device
-from gan_cli.config import UserError, validate_train_config
+from gan_cli.config import validate_train_config
+from gan_cli.errors import UserError
 
 
 def test_defaults_compose_to_the_trimodal_run():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gan_cli.config import UserError
+from gan_cli.errors import UserError
 from gan_cli.data.gaussian import GaussianMixture
 from gan_cli.models import NoisePrior
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan_cli.config import UserError
+from gan_cli.errors import UserError
 from gan_cli.data.mnist import write_idx
 from gan_cli.models import DCGANDiscriminator, DCGANGenerator, ema_update
 from gan_cli.plots import image_grid

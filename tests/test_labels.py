@@ -13,7 +13,8 @@ import torch
 
 from conftest import TINY, compose_train, run_sample
 from gan_cli.build import build_conditioning, build_data, build_models
-from gan_cli.config import UserError, validate_train_config
+from gan_cli.config import validate_train_config
+from gan_cli.errors import UserError
 from gan_cli.data.gaussian import GaussianMixture
 from gan_cli.evaluate import per_class_fit
 from gan_cli.image_metrics import class_fidelity

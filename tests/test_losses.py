@@ -56,7 +56,7 @@ def test_generator_gradients_point_towards_real():
 
 
 # ---------------------------------------------------------------- the toolbox objectives
-from gan_cli.config import UserError  # noqa: E402
+from gan_cli.errors import UserError  # noqa: E402
 from gan_cli.losses import Hinge, LeastSquares, Wasserstein, WassersteinGP  # noqa: E402
 
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from gan_cli.config import UserError
+from gan_cli.errors import UserError
 from gan_cli.data import mnist
 from gan_cli.data.mnist import FILES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, \
     IDXImages, download_files, write_idx
@@ -215,7 +215,11 @@ def test_sample_batches(tmp_path):
 def test_sample_for_replicas(tmp_path):
     write_set(tmp_path)
     data = IDXImages(root=str(tmp_path), download=False)
-    both = data.sample(32, generators=[torch.Generator().manual_seed(s) for s in (5, 6)])
+    from gan_cli.replicas import RandomDraws, ReplicaRuns
+
+    axis = ReplicaRuns([5, 6], [torch.Generator().manual_seed(s) for s in (5, 6)])
+    both, labels = RandomDraws(data, noise=None, axis=axis).real(32)
+    assert labels is None
     assert both.shape == (2, 32, 1, 28, 28)
     for r, seed in enumerate((5, 6)):
         assert torch.equal(both[r], data.sample(32, generator=torch.Generator().manual_seed(seed)))

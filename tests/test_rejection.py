@@ -11,7 +11,8 @@ import torch
 
 from conftest import compose_train, run_sample
 from gan_cli.build import build_conditioning, build_data, build_models
-from gan_cli.config import UserError, validate_train_config
+from gan_cli.config import validate_train_config
+from gan_cli.errors import UserError
 from gan_cli.rejection import judged_in_batches, keep_mask, sample_kept
 
 CPU = torch.device("cpu")

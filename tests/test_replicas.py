@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 from conftest import compose_train
 from gan_cli import build
 from gan_cli.checkpoint import load_checkpoint
-from gan_cli.config import UserError, validate_train_config
+from gan_cli.config import validate_train_config
+from gan_cli.errors import UserError
 from gan_cli.replicas import Replicas, replica_weights
 from gan_cli.sample import sample
 from gan_cli.train import train

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gan_cli.checkpoint import load_checkpoint
-from gan_cli.config import UserError
+from gan_cli.errors import UserError
 from test_cli import SMOKE, run, script
 
 # 600 steps, a checkpoint every 50, rows every 10 (plots off: only speed differs)
@@ -184,3 +184,21 @@ def test_a_folder_that_holds_a_run_is_continued_or_refused_never_overwritten(tmp
     assert "already holds a run with another config" in proc.stderr
     assert (tmp_path / "run" / "metrics.csv").read_text() == before
     assert (tmp_path / "run" / ".hydra" / "config.yaml").read_text() == record
+
+
+def test_a_resumed_run_applies_its_own_threads_setting(tmp_path):
+    """threads decides speed (and, on the CPU, bit-exactness): a resumed run keeps the
+    setting it was started with, read from its folder before torch starts a thread pool."""
+    from omegaconf import OmegaConf
+
+    from gan_cli.launchers import run_threads
+
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"threads": 1, "seed": 0}),
+                   tmp_path / "run" / ".hydra" / "config.yaml")
+    command_line = OmegaConf.create({"threads": None, "resume": str(tmp_path / "run")})
+    assert run_threads(command_line, ["resume=x"]) == 1
+    command_line.threads = 2  # given on the resume command line: that one
+    assert run_threads(command_line, ["resume=x", "threads=2"]) == 2
+    fresh = OmegaConf.create({"threads": 3, "resume": None})
+    assert run_threads(fresh, []) == 3

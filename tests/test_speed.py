@@ -7,7 +7,7 @@ import torch
 
 from conftest import TINY, compose_train
 from gan_cli import build
-from gan_cli.health import grad_norm
+from gan_cli.replicas import SingleRun
 from gan_cli.models import MLP, judges_each_sample_alone
 
 
@@ -56,7 +56,7 @@ def test_grad_norm_is_the_norm_of_all_gradients_together():
     net = MLP(3, 1, [8, 8])
     net(torch.randn(10, 3)).sum().backward()
     flat = torch.cat([p.grad.flatten() for p in net.parameters()])
-    assert grad_norm(net).item() == pytest.approx(flat.norm().item(), rel=1e-6)
+    assert SingleRun(0).grad_norm_of(net)().item() == pytest.approx(flat.norm().item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("optim", ["adam", "sgd", "rmsprop"])

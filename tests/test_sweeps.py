@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from test_cli import SMOKE, run, script
 
-from gan_cli.config import UserError
+from gan_cli.errors import UserError
 from gan_cli.launchers import auto_threads, available_cores, set_torch_threads
 from gan_cli.sweep import summarise
 

@@ -9,7 +9,8 @@ import torch
 
 from conftest import compose_train
 from gan_cli.build import build_data, build_loss, build_models, build_optimizers
-from gan_cli.health import HealthMonitor, first_non_finite_parameter
+from gan_cli.health import HealthMonitor
+from gan_cli.replicas import first_non_finite_parameter
 from gan_cli.models import MinibatchDiscrimination, MinibatchStdDev, ema_update
 from gan_cli.unroll import unrolled
 
@@ -258,3 +259,15 @@ def test_a_discrete_latent_appends_a_uniform_one_hot_category():
     models = build_models(cfg.model, build_data(cfg.data, torch.device("cpu")), "cpu")
     assert models.generator(models.noise(3)).shape == (3, 2)
     assert models.noise(3).shape == (3, 2 + 8)
+
+
+def test_d_wins_advice_never_suggests_the_loss_already_in_use():
+    from gan_cli.losses import Minimax, NonSaturating
+
+    winning = {"d_acc_real": 1.0, "d_acc_fake": 1.0}
+    for loss, suggests_the_switch in ((Minimax(), True), (NonSaturating(), False)):
+        health = HealthMonitor(CPU)
+        assert health.d_wins_warning(100, winning, True, loss.d_wins_remedies) is None
+        message = health.d_wins_warning(1100, winning, True, loss.d_wins_remedies)
+        assert "D has told real from fake" in message and "label_smoothing" in message
+        assert ("loss=nonsaturating" in message) == suggests_the_switch

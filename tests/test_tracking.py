@@ -39,7 +39,7 @@ def test_tensorboard_events_match_metrics_csv(run_tiny):
 def test_missing_tensorboard_is_a_one_line_error(run_tiny, monkeypatch):
     import builtins
 
-    from gan_cli.config import UserError
+    from gan_cli.errors import UserError
 
     real_import = builtins.__import__
 

@@ -140,7 +140,10 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(run_tiny, m
 
 
 def test_a_failed_sweep_job_keeps_a_summary_and_a_failed_single_run_no_folder(tmp_path):
-    from gan_cli.train import record_failure
+    from gan_cli.runfolder import RunFolder
+
+    def record_failure(run_dir, message, in_sweep):
+        RunFolder(run_dir).record_failure(message, in_sweep=in_sweep)
 
     for in_sweep in (True, False):
         run_dir = tmp_path / str(in_sweep) / "outputs" / "2026-01-01" / "12-00-00"

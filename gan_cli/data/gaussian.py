@@ -7,8 +7,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from gan_cli.config import UserError
-from gan_cli.replicas import draw_each
+from gan_cli.errors import UserError
 
 
 def _as_float_tensor(value: Any, key: str) -> torch.Tensor:
@@ -88,34 +87,25 @@ class GaussianMixture:
         return self.n_modes
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None,
-               exact_weights: bool = False,
-               generators: Optional[Sequence[torch.Generator]] = None) -> torch.Tensor:
-        """(n, d) samples; no host synchronisation. With `generators` (replicas),
-        (R, n, d) whose slice r is what a call with generator=generators[r] returns.
+               exact_weights: bool = False) -> torch.Tensor:
+        """(n, d) samples; no host synchronisation.
 
         exact_weights: each mode gets n * weight samples (to within one) instead of
         a multinomial count. Evaluation uses it: the count noise alone would put
         the W1 between two 10,000-sample draws of the tri-modal mixture at ~0.06.
         """
-        return self.sample_labelled(n, generator, exact_weights, generators)[0]
+        return self.sample_labelled(n, generator, exact_weights)[0]
 
     def sample_labelled(self, n: int, generator: Optional[torch.Generator] = None,
-                        exact_weights: bool = False,
-                        generators: Optional[Sequence[torch.Generator]] = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Samples as sample() gives them, and the (n,) (or (R, n)) components they came from."""
-        k = self.balanced_labels(n) if exact_weights else self.sample_labels(n, generator, generators)
-        eps = draw_each(torch.randn, (n, self.dim), self.device, generator, generators)
+                        exact_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Samples as sample() gives them, and the (n,) components they came from."""
+        k = self.balanced_labels(n) if exact_weights else self.sample_labels(n, generator)
+        eps = torch.randn((n, self.dim), device=self.device, generator=generator)
         return self.means[k] + self.stds[k] * eps, k  # (n, d), (n,)
 
-    def sample_labels(self, n: int, generator: Optional[torch.Generator] = None,
-                      generators: Optional[Sequence[torch.Generator]] = None) -> torch.Tensor:
-        """(n,) components drawn with the mixing weights ((R, n) with `generators`)."""
-        def pick(shape, device, generator):
-            return torch.multinomial(self.weights, shape[0], replacement=True,
-                                     generator=generator)
-
-        return draw_each(pick, (n,), self.device, generator, generators)
+    def sample_labels(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """(n,) components drawn with the mixing weights."""
+        return torch.multinomial(self.weights, n, replacement=True, generator=generator)
 
     def balanced_labels(self, n: int) -> torch.Tensor:
         """(n,) components in order, n * weight of each (to within one): the component of

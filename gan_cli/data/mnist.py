@@ -23,9 +23,8 @@ from typing import Callable, Iterator, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from gan_cli.checkpoint import atomic_write
-from gan_cli.config import UserError
-from gan_cli.replicas import draw_each
+from gan_cli.files import atomic_write
+from gan_cli.errors import UserError
 
 # the four files of every MNIST-format set, without the .gz suffix
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
@@ -316,27 +315,20 @@ class IDXImages:
         return int(np.prod(self.shape))
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None,
-               exact_weights: bool = False,
-               generators: Optional[Sequence[torch.Generator]] = None) -> torch.Tensor:
-        """(n, C, H, W) training images drawn uniformly with replacement, on the device; with
-        `generators` (replicas), (R, n, C, H, W) whose slice r is what generator=generators[r]
-        gives. exact_weights (a mixture option) is accepted and ignored."""
-        return self.sample_labelled(n, generator, generators=generators)[0]
+               exact_weights: bool = False) -> torch.Tensor:
+        """(n, C, H, W) training images drawn uniformly with replacement, on the device.
+        exact_weights (a mixture option) is accepted and ignored."""
+        return self.sample_labelled(n, generator)[0]
 
-    def sample_labelled(self, n: int, generator: Optional[torch.Generator] = None,
-                        generators: Optional[Sequence[torch.Generator]] = None
+    def sample_labelled(self, n: int, generator: Optional[torch.Generator] = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images as sample() draws them, and their (n,) (or (R, n)) labels."""
-        def pick(shape, device, generator):  # (n,) indices
-            return torch.randint(len(self.images), shape, device=device, generator=generator)
-
-        idx = draw_each(pick, (n,), self.device, generator, generators)
+        """Images as sample() draws them, and their (n,) labels."""
+        idx = torch.randint(len(self.images), (n,), device=self.device, generator=generator)
         return self.images[idx], self.labels[idx]
 
-    def sample_labels(self, n: int, generator: Optional[torch.Generator] = None,
-                      generators: Optional[Sequence[torch.Generator]] = None) -> torch.Tensor:
+    def sample_labels(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """(n,) labels of random training images: each class as often as the data has it."""
-        return self.sample_labelled(n, generator, generators=generators)[1]
+        return self.sample_labelled(n, generator)[1]
 
     def balanced_labels(self, n: int) -> torch.Tensor:
         """(n,) the classes trained on, in turn (0, 1, ..., 9, 0, 1, ...)."""

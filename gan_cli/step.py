@@ -1,0 +1,177 @@
+"""The GAN step: the whole training algorithm, (1) D step(s), (2) G step(s), (3) schedules
+and G's moving average, in one object with one method.
+
+The step reads its random inputs from `RandomDraws`, updates the players in place
+and returns the step's statistics on the device: no host sync, no I/O, and no Python
+decision on a tensor's value (every `if` below tests the config). The loss object
+owns the GAN math (its d_loss, g_loss, penalty and after_d_step), so the step never
+asks which loss it runs. A single run and train.replicas=R run this same code: the
+replica axis (replicas.py) puts (R, ...) in front of each tensor and applies the
+per-replica objectives. Shapes below are a single run's.
+
+A new regulariser goes into d_step or g_step here (or, if it is a loss term, into
+the loss class's `penalty`); nothing else in the loop needs to know about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from gan_cli.labels import Conditioning
+from gan_cli.models import ema_updater, frozen, judges_each_sample_alone
+from gan_cli.replicas import RandomDraws, SingleRun
+from gan_cli.unroll import unrolled
+
+Scalar = float | torch.Tensor  # a per-step value: a number, or a 0-d tensor (compiled steps)
+
+
+@dataclass
+class Players:
+    """What the step trains: the two networks, their optimizers and schedules, and G's
+    exponential moving average (None when train.ema is off)."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    schedulers: list = field(default_factory=list)  # stepped once per step
+    generator_ema: Optional[nn.Module] = None
+
+    @property
+    def generator_for_eval(self) -> nn.Module:
+        """The G that evaluation and sampling use: the moving average when there is one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+
+@dataclass
+class StepSettings:
+    """The config's train.* values the step needs, read once (an OmegaConf lookup costs
+    microseconds, a tenth of a toy step when the loop made a dozen per step)."""
+
+    batch_size: int
+    d_steps: int  # train.d_steps, or the loss's n_critic
+    g_steps: int
+    unroll_steps: int
+    instance_noise: float
+    ema: Optional[float]
+    image: bool  # the samples are images (labels join D's input as channels)
+
+
+def schedule(settings: StepSettings, step: int, steps: int) -> tuple[float, float]:
+    """The per-step scalars of step `step` (0-based) of `steps`: the instance-noise std
+    (falling linearly to 0) and G's EMA decay (warmed up: early on the average must not
+    remember the random init)."""
+    sigma = settings.instance_noise * (1.0 - step / steps)
+    ema_decay = 0.0 if settings.ema is None else min(settings.ema, (2 + step) / (11 + step))
+    return sigma, ema_decay
+
+
+class GANStep:
+    """step(sigma, ema_decay) -> the step's statistics, (STATS,) (health.py's order)."""
+
+    def __init__(self, players: Players, loss: Any, cond: Conditioning, draws: RandomDraws,
+                 axis: SingleRun, settings: StepSettings):
+        self.players, self.loss, self.cond, self.draws = players, loss, cond, draws
+        self.axis, self.settings = axis, settings
+        G, D = players.generator, players.discriminator
+        # gathered once: walking the module tree every step costs more than a toy update
+        self.grad_norm_d, self.grad_norm_g = axis.grad_norm_of(D), axis.grad_norm_of(G)
+        self.d_weights = list(D.parameters())
+        self.update_ema = ema_updater(players.generator_ema, G) \
+            if players.generator_ema is not None else None
+        # one D pass over real and fake together halves the D step's kernel launches; a D
+        # with batch norm or minibatch layers must see pure real or pure fake batches (seed 003)
+        self.joint_pass = judges_each_sample_alone(D)
+
+    def __call__(self, sigma: Scalar, ema_decay: Scalar) -> torch.Tensor:
+        loss, per_replica = self.loss, self.axis.per_replica
+        # (1) D step(s): real samples up, fresh fakes (no G gradient) down
+        for _ in range(self.settings.d_steps):
+            d_loss, real_logits, fake_logits, grad_norm_d = self.d_step(sigma)
+        # (2) G step(s): make D (or, unrolled, D after k look-ahead steps) call fakes real
+        for _ in range(self.settings.g_steps):
+            g_loss, grad_norm_g = self.g_step(sigma)
+        # (3) schedules, G's moving average, the step's statistics
+        for sched in self.players.schedulers:
+            sched.step()
+        if self.update_ema is not None:
+            self.update_ema(decay=ema_decay)
+        with torch.no_grad():
+            accuracy = per_replica(loss.accuracy)(real_logits, fake_logits)  # (2,)
+            return torch.stack([
+                d_loss, g_loss, loss.output(real_logits).mean((-2, -1)),
+                loss.output(fake_logits).mean((-2, -1)), *accuracy.unbind(-1),
+                grad_norm_d, grad_norm_g], dim=-1)
+
+    def d_step(self, sigma: Scalar) -> tuple[torch.Tensor, ...]:
+        """One D update; returns its loss, its logits on the real and fake batch
+        ((B / pack, 1) each) and its gradient norm."""
+        G, opt_d, loss, cond = self.players.generator, self.players.opt_d, self.loss, self.cond
+        batch = self.settings.batch_size
+        real, labels = self.draws.real(batch)  # (B, d); their (B,) labels or None
+        real = self.blur(real, sigma)
+        with torch.no_grad():  # fakes of the real batch's classes
+            fake = self.blur(G(cond.generator_input(self.draws.noise(batch), labels)), sigma)
+        (real_logits, real_class), (fake_logits, fake_class) = self.judge_both(real, fake, labels)
+        d_loss = self.axis.per_replica(loss.d_loss)(real_logits, fake_logits) + \
+            loss.penalty(lambda x: self.judge(x, labels)[0], real, fake) + \
+            cond.aux_loss(real_class, labels) + cond.aux_loss(fake_class, labels)
+        opt_d.zero_grad(set_to_none=True)
+        # replicas: the sum's gradient for each replica's weights is its own loss's
+        d_loss.sum().backward()
+        grad_norm = self.grad_norm_d()
+        opt_d.step()
+        loss.after_d_step(self.players.discriminator)  # e.g. WGAN's weight clipping
+        return d_loss, real_logits, fake_logits, grad_norm
+
+    def g_step(self, sigma: Scalar) -> tuple[torch.Tensor, torch.Tensor]:
+        """One G update; returns its loss and its gradient norm."""
+        G, cond, batch = self.players.generator, self.cond, self.settings.batch_size
+        critic = self.players.discriminator
+        if self.settings.unroll_steps:  # (no labels: refused with conditional GANs)
+            critic = unrolled(critic, self.players.opt_d, self.loss, self.settings.unroll_steps,
+                              real_batch=lambda: self.blur(self.draws.real(batch)[0], sigma),
+                              fake_batch=lambda: self.blur(G(self.draws.noise(batch)), sigma))
+        labels = self.draws.labels(batch)  # (B,) classes for G to draw, or None
+        with frozen(self.d_weights):  # D's input gradient only, not its weights'
+            fake = self.blur(G(cond.generator_input(self.draws.noise(batch), labels)), sigma)
+            fake_logits, fake_class = self.judge(fake, labels, critic)
+        g_loss = self.axis.per_replica(self.loss.g_loss)(fake_logits) + \
+            cond.aux_loss(fake_class, labels)
+        opt_g = self.players.opt_g
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.sum().backward()
+        grad_norm = self.grad_norm_g()
+        opt_g.step()
+        return g_loss, grad_norm
+
+    def blur(self, x: torch.Tensor, sigma: Scalar) -> torch.Tensor:
+        """Instance noise: both players see D's inputs blurred, less so as training goes."""
+        if not self.settings.instance_noise:
+            return x
+        return x + sigma * self.draws.normal_like(x)
+
+    def judge(self, x: torch.Tensor, labels: Optional[torch.Tensor],
+              critic: Optional[Callable] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """D's logits (B / pack, 1) on samples x of classes `labels` (None: no labels) and,
+        for AC-GAN, its class logits (B, K) (else None)."""
+        critic = critic or self.players.discriminator
+        return self.cond.split(critic(self.cond.discriminator_input(x, labels,
+                                                                    self.settings.image)))
+
+    def judge_both(self, real: torch.Tensor, fake: torch.Tensor, labels: Optional[torch.Tensor]):
+        """judge() of real and of fake samples of the same classes: (real's, fake's)."""
+        if not self.joint_pass:
+            return self.judge(real, labels), self.judge(fake, labels)
+        dim = self.axis.batch_dim
+        both = None if labels is None else torch.cat([labels, labels], dim=dim)
+        logits, classes = self.judge(torch.cat([real, fake], dim=dim), both)
+        real_logits, fake_logits = logits.chunk(2, dim=dim)
+        if classes is None:
+            return (real_logits, None), (fake_logits, None)
+        real_classes, fake_classes = classes.chunk(2, dim=dim)
+        return (real_logits, real_classes), (fake_logits, fake_classes)
