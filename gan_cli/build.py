@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli.errors import UserError
 from gan_cli.labels import Conditioning
 from gan_cli.models import NoisePrior, Pack, Shift, spectral_normalise
-from gan_cli.replicas import Replicas, copy_of_global_generator
+from gan_cli.replicas import Replicas, ReplicaRuns, SingleRun, copy_of_global_generator
 
 
 def seed_everything(seed: int) -> None:
@@ -141,6 +141,19 @@ def build_replicas(model_cfg: DictConfig, data: Any, device: torch.device,
     stacked = Models(Replicas([m.generator for m in copies]),
                      Replicas([m.discriminator for m in copies]), copies[0].noise)
     return stacked, generators
+
+
+def build_networks(model_cfg: DictConfig, data: Any, device: torch.device, seed: int,
+                   replicas: int, conditioning: Conditioning = Conditioning()
+                   ) -> tuple[Models, SingleRun]:
+    """The networks and the replica axis the loop runs them on: a single run, or
+    train.replicas=R runs stacked (seeds seed..seed+R-1, each built as its own seed's
+    run is, with its own generator)."""
+    if replicas == 1:
+        return build_models(model_cfg, data, device, conditioning), SingleRun(seed)
+    seeds = [seed + k for k in range(replicas)]
+    models, generators = build_replicas(model_cfg, data, device, seeds, conditioning)
+    return models, ReplicaRuns(seeds, generators)
 
 
 def build_loss(loss_cfg: DictConfig) -> Any:

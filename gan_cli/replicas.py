@@ -123,6 +123,7 @@ class SingleRun:
     same methods on either, so only this module knows replicas exist."""
 
     count = 1
+    leading: tuple[int, ...] = ()  # the dimensions in front of one run's tensors
     batch_dim = 0  # the dimension of a batch's samples in the loop's tensors
     row_keys: tuple[str, ...] = ()  # metrics.csv columns that name the replica
 
@@ -210,6 +211,7 @@ class ReplicaRuns(SingleRun):
     def __init__(self, seeds: Sequence[int], generators: Sequence[torch.Generator]):
         self.seeds, self.generators = list(seeds), list(generators)
         self.count = len(self.seeds)
+        self.leading = (self.count,)
 
     def draw(self, draw: Draw, generators: Optional[Sequence[torch.Generator]] = None) -> Any:
         """draw(generator) once from each replica's generator, stacked to (R, ...)."""

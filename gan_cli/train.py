@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import plots
 from gan_cli.build import build_conditioning, build_data, build_logger, build_loss, \
-    build_models, build_optimizers, build_replicas, describe_device, pick_device, seed_everything
+    build_networks, build_optimizers, describe_device, pick_device, seed_everything
 from gan_cli.config import validate_train_config
 from gan_cli.console import RunConsole
 from gan_cli.evaluate import Evaluator, build_evaluation
@@ -30,7 +30,7 @@ from gan_cli.health import STATS, HealthMonitor
 from gan_cli.labels import Conditioning
 from gan_cli.loggers import flat_hparams
 from gan_cli.manifest import now_iso, run_manifest
-from gan_cli.replicas import RandomDraws, ReplicaRuns, SingleRun, median_row
+from gan_cli.replicas import RandomDraws, SingleRun, median_row
 from gan_cli.runfolder import RunFolder
 from gan_cli.state import Evaluation, RunState
 from gan_cli.step import GANStep, Players, StepSettings, schedule
@@ -96,12 +96,7 @@ def build_run(cfg: DictConfig, device: torch.device) -> Run:
     # class labels (conditional GAN, AC-GAN) join G's and D's inputs, or D's outputs
     cond = build_conditioning(cfg.model, cfg.loss, data)
     t = SimpleNamespace(**OmegaConf.to_container(cfg.train, resolve=True))
-    seeds = [cfg.seed + k for k in range(t.replicas)]
-    if t.replicas > 1:  # each replica's networks and generator as its own seed's run has them
-        models, generators = build_replicas(cfg.model, data, device, seeds, cond)
-        axis: SingleRun = ReplicaRuns(seeds, generators)
-    else:
-        models, axis = build_models(cfg.model, data, device, cond), SingleRun(cfg.seed)
+    models, axis = build_networks(cfg.model, data, device, cfg.seed, t.replicas, cond)
     loss = build_loss(cfg.loss)
     optims = build_optimizers(cfg.optim, models)
     G = models.generator
@@ -116,14 +111,13 @@ def build_run(cfg: DictConfig, device: torch.device) -> Run:
     draws = RandomDraws(data, models.noise, axis, labelled=cond.conditional)
     step = GANStep(players, loss, cond, draws, axis, settings)
     # evaluation draws from its own generators so it never shifts the training stream
-    eval_rngs = [torch.Generator(device=device).manual_seed(s + 1_000_003) for s in seeds]
+    eval_rngs = [torch.Generator(device=device).manual_seed(s + 1_000_003) for s in axis.seeds]
     n = cfg.eval.n_samples
     evaluation = Evaluation(z=axis.draw(lambda g: models.noise(n, generator=g), eval_rngs),
                             labels=data.balanced_labels(n) if cond.conditional else None,
                             rngs=eval_rngs)
-    leading = (axis.count,) if axis.count > 1 else ()
     state = RunState(OmegaConf.to_container(cfg, resolve=True), players, axis, evaluation,
-                     HealthMonitor(device, leading), device, list(data.shape),
+                     HealthMonitor(device, axis.leading), device, list(data.shape),
                      getattr(data, "n_classes", None))
     return Run(cfg, device, data, cond, axis, loss, step, state)
 

@@ -114,7 +114,7 @@ def test_a_diverged_replica_is_recorded_and_the_others_finish(run_tiny, monkeypa
             next(models.discriminator.parameters())[1].fill_(float("nan"))
         return models, generators
 
-    monkeypatch.setattr("gan_cli.train.build_replicas", with_a_broken_replica)
+    monkeypatch.setattr("gan_cli.build.build_replicas", with_a_broken_replica)
     summary, run_dir = run_tiny("train.replicas=3")
     assert summary["status"] == "completed" and summary["diverged"] == 1
     statuses = [p["status"] for p in summary["per_replica"]]
@@ -138,7 +138,7 @@ def test_a_diverged_first_replica_leaves_the_live_logger_working(run_tiny, monke
             next(models.generator.parameters())[0].fill_(float("nan"))
         return models, generators
 
-    monkeypatch.setattr("gan_cli.train.build_replicas", with_replica_0_broken)
+    monkeypatch.setattr("gan_cli.build.build_replicas", with_replica_0_broken)
     summary, run_dir = run_tiny("train.replicas=2", "logger=tensorboard")
     assert summary["status"] == "completed" and summary["per_replica"][0]["status"] == "diverged"
     assert summary["objective"] is None  # the median of w1 and infinity
