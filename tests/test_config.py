@@ -7,7 +7,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from conftest import compose_train
-from gan_cli.build import pick_device
+from gan_cli.device import pick_device
 from gan_cli.config import UserError, validate_train_config
 
 
