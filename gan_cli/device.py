@@ -5,16 +5,18 @@
 - deterministic_mode / tf32_mode: backend flags set for one run and restored after it,
   so that a later job in the same process does not inherit them;
 - device_rng_states / set_device_rng_states: every generator state a run draws from
-  (CPU, CUDA, MPS, numpy, Python), saved in checkpoints for an exact resume.
+  (CPU, CUDA, MPS, numpy, Python), saved in checkpoints for an exact resume;
+- autocast_context / full_precision / grad_scaler: mixed precision for the step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, ContextManager, Iterator, Optional
 
 import numpy as np
 import torch
@@ -276,3 +278,41 @@ def _set_cuda_states(saved: list, saved_index: Optional[int], device: torch.devi
     warn(f"warning: the checkpoint holds the generators of {len(saved)} CUDA device(s), "
          f"this machine shows {count}: {device} continues from the saved cuda:{source}'s "
          "state (the one the run drew from); the other GPUs' generators are not restored")
+
+
+# ---------------------------------------------------------------- mixed precision
+# train.precision (to be declared in config.py's TrainLoop when the step uses it): the
+# dtype the networks' forward passes run in under torch.autocast; fp32 = no autocast
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """A UserError for an unknown precision, or fp16 where there is no GPU (CPU kernels
+    for fp16 are slow and its scaler is built for GPUs: bf16 is the CPU's lever)."""
+    if precision not in PRECISIONS:
+        raise UserError(f"train.precision={precision}: allowed: {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type == "cpu":
+        raise UserError("train.precision=fp16: needs a GPU; on the CPU use bf16 (or fp32)")
+
+
+def autocast_context(precision: str, device: torch.device) -> ContextManager:
+    """Where the networks' forward passes run: torch.autocast to bf16 / fp16 (matrix
+    products and convolutions in that dtype, reductions and losses autocast keeps in
+    fp32), or nothing for fp32. The weights, and so the checkpoint, stay fp32."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def full_precision(device: torch.device) -> ContextManager:
+    """Inside an autocast region, back to fp32: for WGAN-GP's gradient penalty (its
+    gradient norm overflows or goes NaN in fp16, StudioGAN #175) and the statistics."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
+    """One per player (D and G have their own losses). Enabled for fp16 only, whose small
+    gradients underflow unscaled; disabled, scale() returns the loss as it is and
+    step() is the optimizer's step, so the step code is the same for every precision."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")

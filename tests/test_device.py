@@ -332,3 +332,38 @@ def test_the_classifier_trains_on_a_gpu_without_adaptive_pooling_s_atomic_backwa
         assert torch.equal(y, torch.nn.functional.adaptive_avg_pool2d(t, 4))  # the same forward
         y.backward(grad_out)
         assert torch.allclose(t.grad, expected, atol=1e-6), hw
+
+
+# ---------------------------------------------------------------- mixed precision helpers
+def test_autocast_runs_the_networks_in_bf16_and_keeps_weights_and_penalties_fp32():
+    from gan_cli.device import autocast_context, full_precision
+
+    cpu = torch.device("cpu")
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LeakyReLU(), torch.nn.Linear(8, 1))
+    x = torch.randn(16, 4, requires_grad=True)
+    with autocast_context("bf16", cpu):
+        out = net(x)
+        with full_precision(cpu):  # e.g. WGAN-GP's gradient norm
+            (grad,) = torch.autograd.grad(net(x).sum(), x, create_graph=True)
+    assert out.dtype == torch.bfloat16 and grad.dtype == torch.float32
+    out.float().mean().backward()
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32
+               for p in net.parameters())  # the checkpoint keeps fp32 weights
+    with autocast_context("fp32", cpu):
+        assert net(x).dtype == torch.float32
+
+
+def test_precision_names_and_the_fp16_scaler(monkeypatch):
+    from gan_cli.device import check_precision, grad_scaler
+
+    check_precision("bf16", torch.device("cpu"))
+    with pytest.raises(dev.UserError, match="train.precision=fp8: allowed: fp32, bf16, fp16"):
+        check_precision("fp8", torch.device("cpu"))
+    with pytest.raises(dev.UserError, match="train.precision=fp16: needs a GPU"):
+        check_precision("fp16", torch.device("cpu"))
+    loss = torch.tensor(2.0, requires_grad=True)
+    scaler = grad_scaler("bf16", torch.device("cpu"))
+    assert not scaler.is_enabled() and scaler.scale(loss) is loss  # one step code for all
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert grad_scaler("fp16", torch.device("cuda", 0)).is_enabled()
+    assert not grad_scaler("bf16", torch.device("cuda", 0)).is_enabled()
