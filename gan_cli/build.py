@@ -18,6 +18,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.errors import UserError
+from gan_cli.device import describe_device, pick_device  # noqa: F401 (moved; re-exported)
 from gan_cli.labels import Conditioning
 from gan_cli.models import NoisePrior, Pack, Shift, spectral_normalise
 from gan_cli.replicas import Replicas, ReplicaRuns, SingleRun, copy_of_global_generator
@@ -38,36 +39,6 @@ def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
             raise e.__cause__ from None
         cause = e.__cause__ if e.__cause__ is not None else e
         raise UserError(f"{key}: cannot build {node.get('_target_')} ({cause})") from None
-
-
-def pick_device(name: str) -> torch.device:
-    """auto = CUDA, then Apple MPS, then CPU; an explicit device must exist."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"device={name}: no CUDA GPU is visible here; use device=auto or cpu")
-        index = torch.device(name).index or 0
-        if index >= torch.cuda.device_count():
-            raise UserError(f"device={name}: only {torch.cuda.device_count()} CUDA device(s)")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise UserError("device=mps: Apple MPS is not available here; use device=auto or cpu")
-    return torch.device(name)
-
-
-def describe_device(device: torch.device, requested: str) -> str:
-    """The device and why it was chosen, e.g. 'cuda:0 (NVIDIA A100, CUDA 12.4)'."""
-    if device.type == "cuda":
-        what = f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
-    elif device.type == "mps":
-        what = "Apple GPU"
-    else:
-        return "cpu (asked for)" if requested == "cpu" else "cpu: no CUDA or MPS GPU found"
-    return f"{device} ({what}{', picked by device=auto' if requested == 'auto' else ''})"
 
 
 def build_data(data_cfg: DictConfig, device: torch.device) -> Any:

@@ -1,15 +1,14 @@
 """Checkpoint files: written atomically, loaded without executing code from the file.
 
 What a checkpoint holds is defined by the run state (state.py); this module reads
-and writes the files, finds the one to resume from, and saves and restores the
-random-number generators.
+and writes the files and finds the one to resume from (the generators' states:
+device.py).
 """
 
 from __future__ import annotations
 
 import errno
 import pickle
-import random
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -42,33 +41,6 @@ def prune_checkpoints(folder: Path, keep: Optional[int]) -> None:
         return
     for old in sorted(folder.glob("step_*.pt"))[:-keep or None]:
         old.unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------- random-number generators
-def rng_states(device: torch.device) -> dict:
-    """Every generator state the loop may draw from: torch (CPU, CUDA), numpy, Python."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch_cpu": torch.get_rng_state(),
-        "torch_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-        # as tensors and plain numbers: weights_only loading accepts no numpy objects
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": random.getstate(),
-    }
-
-
-def set_rng_states(states: dict) -> None:
-    # generator states are CPU byte tensors, whatever map_location moved them to
-    torch.set_rng_state(states["torch_cpu"].cpu())
-    cuda = states["torch_cuda"]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
-    n = states["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached_gaussian"]))
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
 
 
 # ---------------------------------------------------------------- loading

@@ -63,6 +63,12 @@ class SweepInterrupted(KeyboardInterrupt):
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def _train_task(cfg: DictConfig) -> Optional[float]:
+    from gan_cli.device import prepare_deterministic_cuda
+
+    # before anything can start CUDA: cuBLAS reads its workspace setting when it starts
+    warning = prepare_deterministic_cuda(bool(cfg.get("deterministic")))
+    if warning:
+        print(f"gan-train: {warning}", file=sys.stderr)
     from gan_cli.launchers import BASIC_LAUNCHER, hand_over_to_submitit, run_threads, \
         set_torch_threads
     from gan_cli.runfolder import RunFolder

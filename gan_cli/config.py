@@ -54,6 +54,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps ; auto = cuda, then mps, then cpu
     resume: Optional[str] = None  # run folder (or .pt) to continue; null = a fresh run
     deterministic: bool = False  # deterministic kernels only (matters on CUDA; slower there)
+    # CUDA matrix products and cuDNN convolutions on TF32 tensor cores (Ampere and newer:
+    # several times faster, 10-bit mantissa); false = full fp32. Ignored off CUDA
+    tf32: bool = False
     threads: Optional[int] = None  # torch CPU threads; null = auto (parallel sweep jobs share cores)
     train: TrainLoop = field(default_factory=TrainLoop)
     eval: Eval = field(default_factory=Eval)

@@ -43,6 +43,53 @@ Log = Callable[[str], None]
 
 
 # ---------------------------------------------------------------- the classifier
+def native_pool_backward(device: torch.device) -> bool:
+    """Whether AdaptiveAvgPool differentiates with PyTorch's own kernel: on the CPU (the
+    classifier trains bit-identically to earlier versions); not on a GPU, where that
+    kernel accumulates with atomic adds, which deterministic=true refuses."""
+    return device.type == "cpu"
+
+
+def _pool_matrix(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
+    """(n_out, n_in): row i averages adaptive pooling's window i along one axis,
+    [floor(i n_in / n_out), ceil((i + 1) n_in / n_out))."""
+    m = torch.zeros(n_out, n_in, dtype=like.dtype, device=like.device)
+    for i in range(n_out):
+        start, end = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+class _PoolWithMatrixBackward(torch.autograd.Function):
+    """adaptive_avg_pool2d forward; backward as P_h^T grad P_w, two matrix products
+    (deterministic on CUDA)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, size: int) -> torch.Tensor:
+        ctx.in_hw = tuple(x.shape[-2:])
+        return F.adaptive_avg_pool2d(x, size)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (h, w), (oh, ow) = ctx.in_hw, grad.shape[-2:]
+        # (h, oh) @ (N, C, oh, ow) @ (ow, w) -> (N, C, h, w)
+        return _pool_matrix(h, oh, grad).T @ grad @ _pool_matrix(w, ow, grad), None
+
+
+class AdaptiveAvgPool(nn.Module):
+    """nn.AdaptiveAvgPool2d(size), with a deterministic backward off the CPU."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if native_pool_backward(x.device) or not torch.is_grad_enabled():
+            return F.adaptive_avg_pool2d(x, self.size)
+        return _PoolWithMatrixBackward.apply(x, self.size)
+
+
 class DigitClassifier(nn.Module):
     """conv 32 -> pool -> conv 64 -> pool -> 4x4 -> linear 128 (the features) -> logits.
 
@@ -55,7 +102,7 @@ class DigitClassifier(nn.Module):
         self.body = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            AdaptiveAvgPool(4), nn.Flatten(),
             nn.Linear(64 * 4 * 4, n_features), nn.ReLU())
         self.head = nn.Linear(n_features, n_classes)
 

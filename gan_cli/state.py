@@ -16,7 +16,8 @@ from typing import Callable, Optional
 
 import torch
 
-from gan_cli.checkpoint import load_weights, rng_states, set_rng_states
+from gan_cli.checkpoint import load_weights
+from gan_cli.device import device_rng_states, set_device_rng_states
 from gan_cli.errors import UserError
 from gan_cli.health import HealthMonitor
 from gan_cli.replicas import SingleRun
@@ -90,7 +91,7 @@ class RunState:
             "eval_labels": ev.labels,
             "data_shape": self.data_shape,
             "n_classes": self.n_classes,
-            "rng": rng_states(self.device),
+            "rng": device_rng_states(self.device),
             "rng_eval": axis.pack([g.get_state() for g in ev.rngs]),
             "rng_replicas": [g.get_state() for g in axis.generators],
             "device_type": self.device.type,
@@ -120,7 +121,7 @@ class RunState:
         if state["device_type"] == self.device.type:
             for g, rng in zip(ev.rngs, axis.unpack(state["rng_eval"])):
                 g.set_state(rng.cpu())
-            set_rng_states(state["rng"])
+            set_device_rng_states(state["rng"], self.device, warn=warn)
             for g, rng in zip(axis.generators, state["rng_replicas"]):
                 g.set_state(rng.cpu())
         else:  # another kind of device draws other random numbers anyway

@@ -21,9 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import plots
 from gan_cli.build import build_conditioning, build_data, build_logger, build_loss, \
-    build_networks, build_optimizers, describe_device, pick_device, seed_everything
+    build_networks, build_optimizers, seed_everything
 from gan_cli.config import validate_train_config
 from gan_cli.console import RunConsole
+from gan_cli.device import Workload, describe_device, deterministic_mode, parallel_job_number, \
+    pick_device, tf32_mode
 from gan_cli.evaluate import Evaluator, build_evaluation
 from gan_cli.files import json_safe
 from gan_cli.health import STATS, HealthMonitor
@@ -133,12 +135,20 @@ def train(cfg: DictConfig, run_dir: str, overrides: Sequence[str] = ()) -> dict:
     warnings: list[str] = []  # shown once the console is up
     folder, cfg, resumed = RunFolder.open(cfg, run_dir, overrides, warnings.append)
     validate_train_config(cfg)
-    device = pick_device(cfg.device)
-    device_description = describe_device(device, cfg.device)
+    job, workload = parallel_job_number(), Workload.of(cfg)
+    device = pick_device(cfg.device, workload, job)
+    description = describe_device(device, cfg.device, workload, job)
+    # backend switches for this run only (a later sweep job in this process starts clean);
+    # entered before anything touches CUDA
+    with deterministic_mode(cfg.deterministic, device, warn=warnings.append), \
+            tf32_mode(cfg.tf32, device):
+        return train_on(device, description, cfg, folder, resumed, warnings)
+
+
+def train_on(device: torch.device, device_description: str, cfg: DictConfig,
+             folder: RunFolder, resumed: Optional[dict], warnings: list[str]) -> dict:
+    """train() once the folder, the config and the device are settled."""
     started_at = now_iso()
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=False)
-        torch.backends.cudnn.benchmark = False
     run = build_run(cfg, device)
     if resumed is not None:
         run.state.load_state_dict(resumed, cfg.resume, warnings.append)

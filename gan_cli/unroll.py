@@ -35,7 +35,7 @@ class LookAheadOptimizer:
             slot = {"group": group}
             if "exp_avg_sq" in state:  # Adam
                 slot.update(m=state["exp_avg"].clone(), v=state["exp_avg_sq"].clone(),
-                            t=float(state["step"]))
+                            t=torch.as_tensor(state["step"], dtype=torch.float64))
             elif "square_avg" in state:  # RMSprop
                 slot.update(v=state["square_avg"].clone())
             self.slots.append(slot)
@@ -51,7 +51,7 @@ class LookAheadOptimizer:
         # would be infinite; the difference to Adam's sqrt(v) is below float precision
         if "m" in slot:
             b1, b2 = group["betas"]
-            slot["t"] += 1
+            slot["t"] = slot["t"] + 1  # a new tensor: the optimizer's own step stays
             slot["m"] = b1 * slot["m"] + (1 - b1) * g
             slot["v"] = b2 * slot["v"] + (1 - b2) * g * g
             m_hat = slot["m"] / (1 - b1 ** slot["t"])

@@ -7,8 +7,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from conftest import compose_train
-from gan_cli.build import pick_device
 from gan_cli.config import validate_train_config
+from gan_cli.device import pick_device
 from gan_cli.errors import UserError
 
 

@@ -174,11 +174,22 @@ def test_null_intervals_mean_only_at_the_end(run_tiny):
     assert [r["step"] for r in rows if r["w1"]] == ["60"]  # one evaluation, at the end
 
 
-def test_deterministic_asks_torch_for_deterministic_kernels(run_tiny):
+def test_deterministic_is_on_during_its_run_and_off_after_it(run_tiny, monkeypatch):
+    """deterministic=true is scoped to its run: a later job of a sweep run in the same
+    process must not inherit it."""
+    import gan_cli.train as train_module
+
+    seen, real_build = [], train_module.build_run
+
+    def spy(*args, **kwargs):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "build_run", spy)
     assert not torch.are_deterministic_algorithms_enabled()
     try:
         summary, _ = run_tiny("deterministic=true")
-        assert summary["status"] == "completed"
-        assert torch.are_deterministic_algorithms_enabled()
+        assert summary["status"] == "completed" and seen == [True]
+        assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(False)

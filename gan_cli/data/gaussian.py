@@ -20,6 +20,14 @@ def _as_float_tensor(value: Any, key: str) -> torch.Tensor:
     return t
 
 
+def draws_by_multinomial(device: torch.device) -> bool:
+    """How mixture components are drawn: torch.multinomial on the CPU (the draws runs
+    have always made there); inverse-CDF sampling (torch.rand, then searchsorted) on a
+    GPU, because CUDA's multinomial takes a float cumsum, which deterministic=true
+    refuses (the two draw different components from the same generator state)."""
+    return device.type == "cpu"
+
+
 class GaussianMixture:
     """K components N(mean_k, diag(std_k^2)) with mixing weights w_k.
 
@@ -64,6 +72,14 @@ class GaussianMixture:
         self.means = mu.to(self.device)  # (K, d)
         self.stds = sd.contiguous().to(self.device)  # (K, d)
         self.weights = w.to(self.device)  # (K,)
+        # cumulative sums taken here, on the CPU: CUDA's float cumsum has no deterministic
+        # kernel (deterministic=true refuses it). (K,), for balanced_labels
+        self.cumulative_weights = w.cumsum(0).to(self.device)
+        # for inverse-CDF sampling: the buckets from the last positive weight on end at
+        # exactly 1, so that rounding never lets a u in [0, 1) fall past them
+        cdf = w.cumsum(0)
+        cdf[int(torch.nonzero(w).max()):] = 1.0
+        self._cdf = cdf.to(self.device)  # (K,)
 
     @property
     def dim(self) -> int:
@@ -105,13 +121,17 @@ class GaussianMixture:
 
     def sample_labels(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """(n,) components drawn with the mixing weights."""
-        return torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        if draws_by_multinomial(self.device):
+            return torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        # no deterministic multinomial off the CPU: inverse-CDF sampling there
+        u = torch.rand((n,), device=self.device, generator=generator)  # (n,) in [0, 1)
+        return torch.searchsorted(self._cdf, u, right=True)  # the bucket u falls in
 
     def balanced_labels(self, n: int) -> torch.Tensor:
         """(n,) components in order, n * weight of each (to within one): the component of
         each of n evenly spaced quantiles."""
         u = (torch.arange(n, device=self.device) + 0.5) / n
-        return torch.searchsorted(self.weights.cumsum(0), u).clamp(max=self.n_modes - 1)
+        return torch.searchsorted(self.cumulative_weights, u).clamp(max=self.n_modes - 1)
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
         """Probability density at points x of shape (n, d) -> (n,)."""
