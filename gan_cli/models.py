@@ -309,6 +309,19 @@ class Shift(nn.Module):
         return x + self.shift
 
 
+class Affine(nn.Module):
+    """x * scale + shift over the last dimension: a fixed map, not trained (a point set's
+    standardisation, undone on G's output so that G makes points in the data's units)."""
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor):
+        super().__init__()
+        self.register_buffer("scale", scale.clone())
+        self.register_buffer("shift", shift.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
+
+
 class NoisePrior:
     """Draws the generator's input z of shape (n, dim [+ categories]).
 
