@@ -123,7 +123,7 @@ def plot_mixture(fake: torch.Tensor, real: torch.Tensor, mixture: GaussianMixtur
     """
     if not isinstance(mixture, GaussianMixture):
         return plot_points(fake, real, path, title=title, discriminator=discriminator,
-                           d_is_probability=d_is_probability,
+                           d_is_probability=d_is_probability, real_label="real",
                            names=getattr(mixture, "column_names", None))
     fake_np, real_np = fake.detach().cpu().numpy(), real.detach().cpu().numpy()
     means = mixture.means.cpu().numpy()
@@ -182,7 +182,7 @@ MAX_PAIRWISE = 5  # columns shown in the pairwise picture of points in more than
 def plot_points(fake: torch.Tensor, real: torch.Tensor, path: Path, title: str = "",
                 names: Optional[Sequence[str]] = None,
                 discriminator: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-                d_is_probability: bool = True) -> None:
+                d_is_probability: bool = True, real_label: str = "held-out real") -> None:
     """Your own points (n, d), real and generated: 1-D histograms (and D(x)); 2-D scatter;
     more dimensions: pairwise scatter plots of the first MAX_PAIRWISE columns, histograms
     on the diagonal."""
@@ -195,7 +195,7 @@ def plot_points(fake: torch.Tensor, real: torch.Tensor, path: Path, title: str =
     if d == 1:
         fig, ax = plt.subplots(figsize=(7, 5))
         bins = np.linspace(lo[0], hi[0], 120)
-        ax.hist(real_np[:, 0], bins=bins, density=True, alpha=0.35, label="held-out real")
+        ax.hist(real_np[:, 0], bins=bins, density=True, alpha=0.35, label=real_label)
         ax.hist(fake_np[:, 0], bins=bins, density=True, alpha=0.55, label="generated")
         ax.set_xlim(lo[0], hi[0])
         ax.set_xlabel(names[0])
@@ -221,7 +221,7 @@ def plot_points(fake: torch.Tensor, real: torch.Tensor, path: Path, title: str =
                     ax.axis("off")
                     continue
                 else:
-                    ax.scatter(real_np[:, col], real_np[:, row], s=2, alpha=0.2, label="held-out real")
+                    ax.scatter(real_np[:, col], real_np[:, row], s=2, alpha=0.2, label=real_label)
                     ax.scatter(fake_np[:, col], fake_np[:, row], s=2, alpha=0.4, label="generated")
                     ax.set_ylim(lo[row], hi[row])
                 ax.set_xlim(lo[col], hi[col])

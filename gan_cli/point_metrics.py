@@ -125,6 +125,8 @@ class PointMetrics:
         self.centres = kmeans(train, bins, rng)  # (K, d)
         self.train_shares = bin_shares(train, self.centres)  # (K,)
         self._floors: dict[int, dict] = {}
+        # more metrics of (fake, real) beside these, e.g. image_features' fd; None = none
+        self.extra: Optional[Callable[[torch.Tensor, torch.Tensor], dict]] = None
 
     def size(self, n_fake: int) -> int:
         """How many generated and held-out points are compared."""
@@ -135,7 +137,7 @@ class PointMetrics:
         n = self.size(len(fake))
         subset = fake if len(fake) == n else \
             fake[torch.randperm(len(fake), generator=rng, device=rng.device)[:n].to(fake.device)]
-        return self._compare(subset, self.held_out[:n], rng, shares_of=fake)
+        return self._compare(subset, self.held_out[:n], rng)
 
     def floor(self, n: int) -> dict:
         """The metrics of n training points in G's place (cached per n)."""
@@ -144,21 +146,26 @@ class PointMetrics:
             rng = torch.Generator(device=self.train.device).manual_seed(FLOOR_SEED)
             pick = torch.randperm(len(self.train), generator=rng, device=self.train.device)[:n]
             stand_in = self.train[pick]
-            self._floors[n] = self._compare(stand_in, self.held_out[:n], rng, shares_of=stand_in)
+            self._floors[n] = self._compare(stand_in, self.held_out[:n], rng)
         return self._floors[n]
 
-    def _compare(self, fake: torch.Tensor, real: torch.Tensor, rng: torch.Generator,
-                 shares_of: torch.Tensor) -> dict:
-        if not torch.isfinite(fake).all():  # a diverged G: nothing here is meaningful
+    def _compare(self, fake: torch.Tensor, real: torch.Tensor, rng: torch.Generator) -> dict:
+        """fake's metrics against real, both (n, d); the bins' shares are of the same n
+        samples, so that the floor's bin_kl has the same small-sample bias."""
+        if not torch.isfinite(fake).all() or len(fake) <= self.k:
+            # a diverged G (or too few samples left for k neighbours): nothing to measure
             nan = math.nan
             return {"w1": nan, "energy": nan, "precision": nan, "recall": nan,
-                    "density": nan, "coverage": nan, "bin_kl": nan,
+                    "density": nan, "coverage": nan, "bin_kl": nan, "fd": nan,
                     "bin_mass": [nan] * len(self.centres), "n_compared": len(fake)}
-        shares = bin_shares(shares_of, self.centres)
-        return {"w1": wasserstein1(fake, real, self.projections, generator=rng),
-                "energy": energy_distance(fake, real), **prdc(real, fake, self.k),
-                "bin_kl": kl_divergence(shares, self.train_shares),
-                "bin_mass": shares.tolist(), "n_compared": len(fake)}
+        shares = bin_shares(fake, self.centres)
+        metrics = {"w1": wasserstein1(fake, real, self.projections, generator=rng),
+                   "energy": energy_distance(fake, real), **prdc(real, fake, self.k),
+                   "bin_kl": kl_divergence(shares, self.train_shares),
+                   "bin_mass": shares.tolist(), "n_compared": len(fake)}
+        if self.extra is not None:
+            metrics.update(self.extra(fake, real))
+        return metrics
 
 
 # ---------------------------------------------------------------- per class
@@ -197,9 +204,9 @@ class PointsEvaluation:
 
     def __init__(self, data: Any, eval_cfg: DictConfig, conditional: bool = False):
         self.data, self.cfg = data, eval_cfg
-        self.scorer = self._scorer(self.embed(data.train), self.embed(data.held_out))
+        train, held_out = self.reference_points()
+        self.scorer = self._scorer(self.embed(train), self.embed(held_out))
         self.n = self.scorer.size(eval_cfg.n_samples)
-        self.fake: Optional[torch.Tensor] = None
         per_class = ("class_fidelity", "class_w1_max") if conditional else ()
         self.columns = (*self.metric_keys, *per_class)  # metrics.csv
         self.summary_keys = (*self.metric_keys, *per_class, *("class_w1",) * conditional)
@@ -212,6 +219,10 @@ class PointsEvaluation:
                             f"the data has {len(held_out)} held out and {len(train)} for "
                             "training (raise data.holdout, give more data or lower eval.knn_k)")
         return PointMetrics(train, held_out, k, self.cfg.bins, self.cfg.projections)
+
+    def reference_points(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The real (training, held-out) samples, in data units."""
+        return self.data.train, self.data.held_out
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Data units -> the space metrics are computed in: standardised by the training
@@ -227,7 +238,6 @@ class PointsEvaluation:
             metrics.update(per_class_fit(x, labels, self.scorer.held_out,
                                          self.data.held_out_labels, self.data.n_classes,
                                          self.cfg.projections, rng))
-        self.fake = fake
         return metrics
 
     def floor(self, metrics: Optional[dict] = None) -> dict:

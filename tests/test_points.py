@@ -4,6 +4,7 @@ floors, and a tiny run on two moons written by the test, from .npy and from .csv
 from __future__ import annotations
 
 import csv
+import re
 import json
 import subprocess
 import sys
@@ -230,6 +231,23 @@ def test_conditional_without_labels_and_replicas_are_refused(moons_npy):
                   Path("/nonexistent/never/written"))
 
 
+def test_one_dimensional_points_get_histograms_and_d_of_x(tmp_path):
+    from gan_cli.plots import plot_points
+
+    g = torch.Generator().manual_seed(0)
+    seen = []
+
+    def discriminator(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x)
+        return torch.sigmoid(x - 100)
+
+    plot_points(100 + torch.randn(300, 1, generator=g), 100 + torch.randn(300, 1, generator=g),
+                tmp_path / "hist.png", title="1-D", discriminator=discriminator)
+    assert (tmp_path / "hist.png").stat().st_size > 10_000
+    grid = seen[0][:, 0]
+    assert grid.shape == (400,) and grid.min() < 98 and grid.max() > 102  # D over the data
+
+
 def test_higher_dimensional_points_get_a_pairwise_picture(tmp_path):
     from gan_cli.plots import plot_points
 
@@ -254,3 +272,16 @@ def test_two_moons_precision_and_recall_reach_085_of_their_floors(tmp_path):
     print(json.dumps({"metrics": m, "floor": floor}, indent=1))
     assert m["precision"] >= 0.85 * floor["precision"]
     assert m["recall"] >= 0.85 * floor["recall"]
+
+
+@pytest.mark.parametrize("override, words", [("eval.knn_k=0", "eval.knn_k=0"),
+                                             ("eval.floor_fraction=1.5", "(0, 1]"),
+                                             ("eval.knn_k=400", "more than 400 held-out")])
+def test_bad_evaluation_settings_are_refused_before_training(moons_npy, tmp_path, override,
+                                                              words):
+    from gan_cli.train import train
+
+    with pytest.raises(UserError, match=re.escape(words)):
+        train(compose_train(POINT_RUN + ["data=points", f"data.path={moons_npy}", override]),
+              tmp_path / "run")
+    assert not (tmp_path / "run").exists()

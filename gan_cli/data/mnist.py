@@ -222,7 +222,22 @@ def _progress(name: str, total: Optional[int]) -> Iterator[Callable[[int], None]
 
 
 # ---------------------------------------------------------------- the data source
-class IDXImages:
+class ImagesOnDevice:
+    """What every image source shares: `images`, an (N, C, H, W) tensor."""
+
+    images: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """One image's (C, H, W)."""
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.shape))
+
+
+class IDXImages(ImagesOnDevice):
     """An MNIST-format training split as one (N, 1, H, W) tensor in [-1, 1] on the device.
 
     name: mnist | fashion_mnist (which checksums and which torchvision folder).
@@ -305,15 +320,6 @@ class IDXImages:
         x = torch.from_numpy(images).to(self.device).unsqueeze(1).float() / 127.5 - 1
         y = torch.from_numpy(labels).to(self.device).long()
         return x, y
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """One image's (C, H, W)."""
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
-
-    @property
-    def dim(self) -> int:
-        return int(np.prod(self.shape))
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None,
                exact_weights: bool = False,
