@@ -285,3 +285,22 @@ def test_bad_evaluation_settings_are_refused_before_training(moons_npy, tmp_path
         train(compose_train(POINT_RUN + ["data=points", f"data.path={moons_npy}", override]),
               tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_g_and_d_see_standardised_points_and_g_maps_back_to_data_units(moons_csv):
+    from gan_cli.build import build_conditioning, build_models
+
+    cfg = compose_train(["data=points", f"data.path={moons_csv}", "data.label_column=moon",
+                         "model.conditional=true", "device=cpu"])
+    data = PointSet(str(moons_csv), label_column="moon")
+    cond = build_conditioning(cfg.model, cfg.loss, data)
+    models = build_models(cfg.model, data, torch.device("cpu"), cond)
+    standardise = models.discriminator[0]  # (d + K,): the points scaled, the label code kept
+    code = torch.nn.functional.one_hot(data.train_labels, 2).float()
+    seen = standardise(torch.cat([data.train, code], dim=1))
+    assert seen[:, :2].mean(0).abs().max() < 1e-3 and (seen[:, :2].std(0) - 1).abs().max() < 1e-3
+    assert torch.equal(seen[:, 2:], code)
+    inner, unstandardise = models.generator[0], models.generator[1]
+    z = cond.generator_input(models.noise(64), data.balanced_labels(64))
+    assert torch.allclose(models.generator(z), inner(z) * data.scale + data.mean)
+    assert torch.allclose(unstandardise(seen[:, :2]), data.train, atol=1e-3)
