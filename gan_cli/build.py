@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli.errors import UserError
 from gan_cli.device import describe_device, pick_device  # noqa: F401 (moved; re-exported)
 from gan_cli.labels import Conditioning
-from gan_cli.models import NoisePrior, Pack, Shift, spectral_normalise
+from gan_cli.models import Affine, NoisePrior, Pack, Shift, spectral_normalise
 from gan_cli.replicas import Replicas, ReplicaRuns, SingleRun, copy_of_global_generator
 
 
@@ -42,7 +42,10 @@ def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
 
 
 def build_data(data_cfg: DictConfig, device: torch.device) -> Any:
-    """The data source: a GaussianMixture or IDXImages (see gan_cli/data/)."""
+    """The data source: a GaussianMixture, IDXImages, PointSet or ImageFolder (gan_cli/data/)."""
+    if "_target_" in data_cfg and OmegaConf.is_missing(data_cfg, "path"):  # your own data
+        raise UserError("data.path: missing; give the file (data=points) or folder "
+                        "(data=image_folder) to train on, e.g. data.path=~/moons.csv")
     return instantiate(data_cfg, "data", device=device, _convert_="all")
 
 
@@ -57,6 +60,9 @@ def build_conditioning(model_cfg: DictConfig, loss_cfg: DictConfig, data: Any) -
     """How labels enter the game (see gan_cli/labels.py); Conditioning() = not at all."""
     if not model_cfg.get("conditional", False):
         return Conditioning()
+    if not getattr(data, "n_classes", 0):  # your own data without labels
+        raise UserError("model.conditional=true needs labelled data: give data.label_column "
+                        "(data=points) or class subfolders (data=image_folder)")
     return Conditioning(data.n_classes, aux_weight=loss_cfg.get("aux_weight", 0.0))
 
 
@@ -92,9 +98,18 @@ def build_models(model_cfg: DictConfig, data: Any, device: torch.device,
         # without it, D is nearly linear around N(4, 0.5) and cannot tell G's too-narrow
         # output from the real spread (w1 0.24 instead of 0.03 on data=unimodal)
         mean = data.mean.cpu()  # (d,)
-        generator = torch.nn.Sequential(generator, Shift(mean))
         label_code = torch.zeros(labels.discriminator_extra_inputs)  # (K,) or (0,): unshifted
-        discriminator = torch.nn.Sequential(Shift(torch.cat([-mean, label_code])), discriminator)
+        scale = getattr(data, "scale", None)  # your own points: (d,) std; a mixture: centred only
+        if scale is None:
+            generator = torch.nn.Sequential(generator, Shift(mean))
+            discriminator = torch.nn.Sequential(Shift(torch.cat([-mean, label_code])),
+                                                discriminator)
+        else:  # standardised: G's output is mapped back to the data's units inside G
+            scale = scale.cpu()
+            generator = torch.nn.Sequential(generator, Affine(scale, mean))
+            discriminator = torch.nn.Sequential(Affine(
+                torch.cat([1 / scale, torch.ones_like(label_code)]),
+                torch.cat([-mean / scale, label_code])), discriminator)
     return Models(generator.to(device), discriminator.to(device), noise)
 
 

@@ -46,6 +46,11 @@ class Eval:
     # discriminator rejection sampling: evaluate only the samples D lets through, each kept
     # with probability min(1, exp(logit - the logits' q-quantile)) (gan_cli/rejection.py)
     rejection_quantile: Optional[float] = None  # q in (0, 1]; null = off
+    # point sets and unlabelled image folders (gan_cli/point_metrics.py), in standardised units
+    knn_k: int = 5  # k of the k-NN precision, recall, density and coverage (Naeem et al.: 5)
+    bins: int = 20  # k-means cells of the training points for bin_mass / bin_kl
+    # converged once precision and recall reach this fraction of their real-vs-real floors
+    floor_fraction: float = 0.9
 
 
 @dataclass
@@ -113,6 +118,34 @@ class IDXImagesConfig:
     mirrors: list[str] = field(default_factory=list)  # base URLs tried in order
     classes: Optional[list[int]] = None  # train on these labels only; null = all
     limit: Optional[int] = None  # the first N training images (after `classes`); null = all
+
+
+@dataclass
+class PointsConfig:
+    """Your own (N, d) point set from .npy / .npz / .csv / .txt (gan_cli/data/points.py)."""
+
+    _target_: str = "gan_cli.data.points.PointSet"
+    path: str = MISSING  # the file; relative paths are from the folder gan-train starts in
+    key: Optional[str] = None  # .npz: which array; null = its only one
+    columns: Optional[list[Any]] = None  # feature columns (0-based numbers or CSV header names); null = all but the label
+    label_column: Optional[Any] = None  # column of class labels (number or name) for conditional GANs; null = none
+    max_classes: int = 100  # more distinct labels than this are refused (a wrong label column?)
+    holdout: float = 0.1  # share of the points held out for evaluation, in (0, 1)
+    split_seed: int = 0  # seeds the held-out split (fixed, so runs of any seed share it)
+
+
+@dataclass
+class ImageFolderConfig:
+    """Your own images: PNG/JPEG/BMP files in DIR (flat) or DIR/<class>/ (gan_cli/data/image_folder.py)."""
+
+    _target_: str = "gan_cli.data.image_folder.ImageFolder"
+    path: str = MISSING  # the folder
+    size: int = 28  # images are resized (shorter side) and centre-cropped to size x size pixels
+    channels: int = 1  # 1 = greyscale, 3 = RGB (converted as asked)
+    max_classes: int = 100  # more class subfolders than this are refused
+    holdout: float = 0.1  # share of the images held out for evaluation, in (0, 1)
+    split_seed: int = 0  # seeds the held-out split
+    cache: Optional[str] = None  # folder of the decoded uint8 cache; null = <user cache>/gan_cli/image_folder
 
 
 @dataclass
@@ -285,6 +318,8 @@ def register_configs() -> None:
     cs.store(group="data", name="base_gaussian", node=GaussianMixtureConfig)
     cs.store(group="data", name="base_evenly_spaced", node=EvenlySpacedConfig)
     cs.store(group="data", name="base_idx_images", node=IDXImagesConfig)
+    cs.store(group="data", name="base_points", node=PointsConfig)
+    cs.store(group="data", name="base_image_folder", node=ImageFolderConfig)
     cs.store(group="model", name="base_mlp", node=MLPGANConfig)
     cs.store(group="model", name="base_dcgan", node=DCGANConfig)
     cs.store(group="loss", name="base_loss", node=LossConfig)
@@ -340,6 +375,9 @@ def validate_train_config(cfg: DictConfig) -> None:
     _positive("eval.hq_sigmas", e.hq_sigmas)
     _positive("eval.w1_tol", e.w1_tol, allow_null=True)
     _positive("eval.plot_every", e.plot_every, integer=True, allow_null=True)
+    _positive("eval.knn_k", e.knn_k, integer=True)
+    _positive("eval.bins", e.bins, integer=True)
+    _require(0 < e.floor_fraction <= 1, "eval.floor_fraction", e.floor_fraction, "must be in (0, 1]")
     check_rejection(cfg, e.rejection_quantile, "eval.rejection_quantile")
 
     for who in ("generator", "discriminator"):
@@ -426,6 +464,7 @@ def _check_replica_support(cfg: DictConfig) -> None:
         (cfg.model.discriminator.get("spectral_norm", False),
          "model.discriminator.spectral_norm=true"),
         ("width" in cfg.model.generator, "a convolutional model (model=dcgan)"),
+        ("path" in cfg.data, "your own data (data=points, data=image_folder)"),
     ]
     for found, what in unsupported:
         _require(not found, "train.replicas", cfg.train.replicas,

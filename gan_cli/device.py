@@ -21,7 +21,7 @@ from typing import Any, Callable, ContextManager, Iterator, Optional
 import numpy as np
 import torch
 
-from gan_cli.config import UserError
+from gan_cli.errors import UserError
 
 Warn = Callable[[str], None]
 

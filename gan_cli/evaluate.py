@@ -242,11 +242,21 @@ def _row_of(images: torch.Tensor, n: int) -> torch.Tensor:
 
 def build_evaluation(data: Any, eval_cfg: DictConfig, device: torch.device,
                      log: Callable[[str], None], conditional: bool = False):
-    """The Evaluation that suits the data: images or a mixture (conditional: also per class)."""
-    if len(data.shape) > 1:
+    """The Evaluation that suits the data: images (a classifier's view when they have labels,
+    else a fixed random network's features), a mixture, or your own points (conditional:
+    also per class)."""
+    if len(data.shape) > 1 and data.n_classes:
         evaluation = ImageEvaluation(data, eval_cfg, device, log, conditional)
-    else:
+    elif len(data.shape) > 1:
+        from gan_cli.image_features import FeatureEvaluation
+
+        evaluation = FeatureEvaluation(data, eval_cfg)
+    elif isinstance(data, GaussianMixture):
         evaluation = MixtureEvaluation(data, eval_cfg, conditional)
+    else:
+        from gan_cli.point_metrics import PointsEvaluation
+
+        evaluation = PointsEvaluation(data, eval_cfg, conditional)
     if eval_cfg.get("rejection_quantile") is not None:  # the share of samples D let through
         evaluation.columns += ("accepted",)
         evaluation.summary_keys += ("accepted",)

@@ -7,8 +7,9 @@ probabilities p(y|x) and penultimate-layer features f(x) from the classifier:
   image confidently one class). The Inception Score with a digit classifier.
 - `fd` — Fréchet distance between Gaussians fitted to the features of the generated
   and of the real test images (FID with this classifier's 128 features).
-- `classes_covered` — classes that receive at least MIN_SHARE of the confidently
-  classified images (max p(y|x) >= CONFIDENT); 0 if no image is confident.
+- `classes_covered` — classes that receive at least MIN_SHARE (for K classes: a fifth of a
+  uniform share, 0.2 / K; 2 % for 10 classes) of the confidently classified images
+  (max p(y|x) >= CONFIDENT); 0 if no image is confident.
 - `class_kl` — KL(histogram || uniform) of the predicted classes (argmax, all images).
 - `class_histogram` — that histogram: the share of images predicted as each class.
 
@@ -31,7 +32,7 @@ from torch import nn
 from gan_cli.files import atomic_write
 
 CONFIDENT = 0.9  # max p(y|x) at which an image counts as confidently classified
-MIN_SHARE = 0.02  # share of the confident images a class needs to count as covered
+MIN_SHARE = 0.2  # x 1/K: share of the confident images one of K classes needs to count as covered
 ARCH_VERSION = "v2"  # part of the cache file name: bump when the network or its training changes
 EPOCHS = 3  # classifier training passes over the training split (~99 % on MNIST)
 MIN_STEPS = 600  # minibatches at least, whatever the set's size
@@ -276,13 +277,14 @@ def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor,
 
 
 def class_coverage(probs: torch.Tensor, confident: float = CONFIDENT,
-                   min_share: float = MIN_SHARE) -> tuple[int, float, list[float]]:
+                   min_share: Optional[float] = None) -> tuple[int, float, list[float]]:
     """(classes_covered, class_kl, class_histogram) of class probabilities probs (N, K).
 
-    classes_covered: classes with at least min_share of the images whose max
-    p(y|x) >= confident. class_kl, class_histogram: over the argmax of all images.
+    classes_covered: classes with at least min_share (None: MIN_SHARE / K) of the images
+    whose max p(y|x) >= confident. class_kl, class_histogram: over the argmax of all images.
     """
     k = probs.shape[1]
+    min_share = MIN_SHARE / k if min_share is None else min_share
     top, pred = probs.max(dim=1)  # (N,), (N,)
     sure = top >= confident
     sure_counts = torch.bincount(pred[sure], minlength=k)  # (K,)

@@ -86,14 +86,27 @@ def _image_shape(shape: Shape, who: str) -> tuple[int, int, int]:
     if not (isinstance(shape, Sequence) and len(shape) == 3 and shape[1] % 4 == 0
             and shape[2] % 4 == 0):
         raise UserError(f"model={who} needs images whose height and width divide by 4 "
-                        f"(data of shape {shape}); use model=mlp for vector data")
+                        f"(data of shape {tuple(shape) if isinstance(shape, Sequence) else shape}"
+                        "; with data=image_folder set data.size to a multiple of 4, e.g. 28, 32 "
+                        "or 64); use model=mlp for vector data")
     return tuple(shape)
+
+
+def doublings(h: int, w: int) -> int:
+    """How many stride-2 layers lie between the smallest map and an h x w image: 2, and
+    more while the map stays at least 4 pixels wide (28: 2, from 7 x 7; 32: 3 and 64: 4,
+    from 4 x 4), so that larger images get deeper networks rather than a huge first map."""
+    n = 2
+    while h % 2 ** (n + 1) == 0 and w % 2 ** (n + 1) == 0 and min(h, w) // 2 ** (n + 1) >= 4:
+        n += 1
+    return n
 
 
 class DCGANGenerator(nn.Sequential):
     """z (B, in_dim) -> image (B, C, H, W) in [-1, 1] for H, W divisible by 4 (28 x 28: seeds
-    001, 003): a transposed convolution to (2w, H/4, W/4), two upsampling layers doubling
-    the size, normalisation and ReLU after each but the last, tanh on the output.
+    001, 003; 32 and 64 as well): a transposed convolution to the smallest map
+    (2^(n-1) w, H/2^n, W/2^n), n = doublings(H, W) upsampling layers halving the channels
+    and doubling the size, normalisation and ReLU after each but the last, tanh on the output.
 
     upsample: transposed (stride-2 transposed convolutions) | resize_conv (nearest-
     neighbour upsampling, then a 3x3 convolution: no checkerboard artifacts, seed 004).
@@ -105,6 +118,8 @@ class DCGANGenerator(nn.Sequential):
     def __init__(self, in_dim: int, out_dim: Shape, width: int = 64,
                  upsample: str = "transposed", norm: str = "batch", reference_batch: int = 64):
         c, h, w = _image_shape(out_dim, "dcgan")
+        n = doublings(h, w)
+        widths = [width * 2 ** (n - 1 - i) for i in range(n)]  # e.g. 28 x 28: [2w, w]
         virtual = norm == "virtual_batch"
 
         def normalise(channels: int) -> nn.Module:
@@ -120,14 +135,12 @@ class DCGANGenerator(nn.Sequential):
         layers: list[nn.Module] = [nn.Unflatten(1, (in_dim, 1, 1))]  # (B, z) -> (B, z, 1, 1)
         if virtual:  # (B, z, 1, 1) -> (n_ref + B, z, 1, 1): the reference batch goes first
             layers.append(PrependReference(torch.randn(reference_batch, in_dim, 1, 1)))
-        layers += [
-            # (B, 2w, H/4, W/4)
-            nn.ConvTranspose2d(in_dim, 2 * width, (h // 4, w // 4), bias=False),
-            normalise(2 * width), nn.ReLU(),
-            *double(2 * width, width, bias=False),  # (B, w, H/2, W/2)
-            normalise(width), nn.ReLU(),
-            *double(width, c, bias=True),  # (B, C, H, W)
-            nn.Tanh()]
+        layers += [  # (B, widths[0], H/2^n, W/2^n)
+            nn.ConvTranspose2d(in_dim, widths[0], (h // 2 ** n, w // 2 ** n), bias=False),
+            normalise(widths[0]), nn.ReLU()]
+        for c_in, c_out in zip(widths, widths[1:]):  # (B, c_out, 2x, 2x)
+            layers += [*double(c_in, c_out, bias=False), normalise(c_out), nn.ReLU()]
+        layers += [*double(widths[-1], c, bias=True), nn.Tanh()]  # (B, C, H, W)
         if virtual:
             layers.append(DropReference(reference_batch))
         super().__init__(*layers)
@@ -182,20 +195,24 @@ class VirtualBatchNorm2d(nn.Module):
 
 
 class DCGANDiscriminator(nn.Sequential):
-    """image (B, C, H, W) -> logit (B, out_dim): two stride-2 convolutions with LeakyReLU
-    0.2, batch norm on the second (never on D's input: seed 004), then one convolution
-    over the remaining (H/4, W/4) map. D judges real and fake batches in separate passes,
-    so batch norm never mixes the two (seed 003)."""
+    """image (B, C, H, W) -> logit (B, out_dim): n = doublings(H, W) stride-2 convolutions
+    doubling the channels (w, 2w, ...) with LeakyReLU 0.2, batch norm on all but the first
+    (never on D's input: seed 004), then one convolution over the remaining (H/2^n, W/2^n)
+    map. D judges real and fake batches in separate passes, so batch norm never mixes the
+    two (seed 003)."""
 
     def __init__(self, in_dim: Shape, out_dim: int = 1, width: int = 64,
                  batch_norm: bool = True):
         c, h, w = _image_shape(in_dim, "dcgan")
-        super().__init__(
-            nn.Conv2d(c, width, 4, 2, 1), nn.LeakyReLU(0.2),  # (B, w, H/2, W/2)
-            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=not batch_norm),  # (B, 2w, H/4, W/4)
-            nn.BatchNorm2d(2 * width) if batch_norm else nn.Identity(), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * width, out_dim, (h // 4, w // 4)),  # (B, out_dim, 1, 1)
-            nn.Flatten())  # (B, out_dim)
+        n = doublings(h, w)
+        widths = [width * 2 ** i for i in range(n)]  # e.g. 28 x 28: [w, 2w]
+        layers: list[nn.Module] = [nn.Conv2d(c, widths[0], 4, 2, 1), nn.LeakyReLU(0.2)]
+        for c_in, c_out in zip(widths, widths[1:]):  # (B, c_out, x/2, x/2)
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not batch_norm),
+                       nn.BatchNorm2d(c_out) if batch_norm else nn.Identity(), nn.LeakyReLU(0.2)]
+        layers += [nn.Conv2d(widths[-1], out_dim, (h // 2 ** n, w // 2 ** n)),  # (B, out, 1, 1)
+                   nn.Flatten()]  # (B, out_dim)
+        super().__init__(*layers)
         dcgan_init(self)
 
 
@@ -306,6 +323,19 @@ class Shift(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.shift
+
+
+class Affine(nn.Module):
+    """x * scale + shift over the last dimension: a fixed map, not trained (a point set's
+    standardisation, undone on G's output so that G makes points in the data's units)."""
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor):
+        super().__init__()
+        self.register_buffer("scale", scale.clone())
+        self.register_buffer("shift", shift.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
 
 
 class NoisePrior:

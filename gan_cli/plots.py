@@ -119,7 +119,12 @@ def plot_mixture(fake: torch.Tensor, real: torch.Tensor, mixture: GaussianMixtur
     """1-D: true density, real and generated histograms and D(x); 2-D: scatter over mode centres.
 
     discriminator maps x (n, 1) to what D says about it: P(real), or a critic's score.
+    Data with no known modes (data=points) gets plot_points instead.
     """
+    if not isinstance(mixture, GaussianMixture):
+        return plot_points(fake, real, path, title=title, discriminator=discriminator,
+                           d_is_probability=d_is_probability, real_label="real",
+                           names=getattr(mixture, "column_names", None))
     fake_np, real_np = fake.detach().cpu().numpy(), real.detach().cpu().numpy()
     means = mixture.means.cpu().numpy()
     fig, ax = plt.subplots(figsize=(7, 5) if mixture.dim == 1 else (6, 6))
@@ -138,13 +143,7 @@ def plot_mixture(fake: torch.Tensor, real: torch.Tensor, mixture: GaussianMixtur
         ax.set_xlabel("x")
         ax.set_ylabel("density")
         if discriminator is not None:
-            with torch.no_grad():
-                d = discriminator(grid).cpu().numpy()
-            twin = ax.twinx()
-            twin.plot(grid.cpu().numpy(), d, color="tab:red", lw=1.2, label="D(x)")
-            if d_is_probability:
-                twin.set_ylim(0, 1)
-            twin.set_ylabel("D(x)", color="tab:red")
+            _plot_d_curve(ax, grid, discriminator, d_is_probability)
         ax.legend(loc="upper left", fontsize=8)
     else:
         margin = 4 * mixture.stds.max().item() + 0.5
@@ -163,6 +162,93 @@ def plot_mixture(fake: torch.Tensor, real: torch.Tensor, mixture: GaussianMixtur
     ax.set_title(title)
     fig.tight_layout()
     _save(fig, path)
+
+
+def _plot_d_curve(ax: plt.Axes, grid: torch.Tensor, discriminator: Callable,
+                  d_is_probability: bool) -> None:
+    """D's verdict on the points grid (n, 1), on a second y axis."""
+    with torch.no_grad():
+        d = discriminator(grid).cpu().numpy()
+    twin = ax.twinx()
+    twin.plot(grid.cpu().numpy(), d, color="tab:red", lw=1.2, label="D(x)")
+    if d_is_probability:
+        twin.set_ylim(0, 1)
+    twin.set_ylabel("D(x)", color="tab:red")
+
+
+MAX_PAIRWISE = 5  # columns shown in the pairwise picture of points in more than 2-D
+
+
+def plot_points(fake: torch.Tensor, real: torch.Tensor, path: Path, title: str = "",
+                names: Optional[Sequence[str]] = None,
+                discriminator: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                d_is_probability: bool = True, real_label: str = "held-out real") -> None:
+    """Your own points (n, d), real and generated: 1-D histograms (and D(x)); 2-D scatter;
+    more dimensions: pairwise scatter plots of the first MAX_PAIRWISE columns, histograms
+    on the diagonal."""
+    fake_np, real_np = fake.detach().cpu().numpy(), real.detach().cpu().numpy()
+    fake_np = fake_np[np.isfinite(fake_np).all(1)]
+    d = real_np.shape[1]
+    names = list(names) if names is not None else [str(k) for k in range(d)]
+    shown = min(d, MAX_PAIRWISE)
+    lo, hi = _shown_range(real_np[:, :shown], fake_np[:, :shown])
+    if d == 1:
+        fig, ax = plt.subplots(figsize=(7, 5))
+        bins = np.linspace(lo[0], hi[0], 120)
+        ax.hist(real_np[:, 0], bins=bins, density=True, alpha=0.35, label=real_label)
+        ax.hist(fake_np[:, 0], bins=bins, density=True, alpha=0.55, label="generated")
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_xlabel(names[0])
+        ax.set_ylabel("density")
+        if discriminator is not None:
+            grid = torch.linspace(lo[0], hi[0], 400, device=real.device).unsqueeze(1)
+            _plot_d_curve(ax, grid, discriminator, d_is_probability)
+        ax.legend(loc="upper left", fontsize=8)
+        ax.set_title(title)
+    else:
+        pairs = 1 if d == 2 else shown
+        fig, axes = plt.subplots(pairs, pairs, figsize=(6, 6) if d == 2 else (2.2 * pairs,) * 2,
+                                 squeeze=False)
+        for i in range(pairs):
+            for j in range(pairs):
+                ax = axes[i, j]
+                row, col = (1, 0) if d == 2 else (i, j)
+                if d > 2 and i == j:
+                    bins = np.linspace(lo[i], hi[i], 40)
+                    ax.hist(real_np[:, i], bins=bins, density=True, alpha=0.35)
+                    ax.hist(fake_np[:, i], bins=bins, density=True, alpha=0.55)
+                elif d > 2 and j > i:
+                    ax.axis("off")
+                    continue
+                else:
+                    ax.scatter(real_np[:, col], real_np[:, row], s=2, alpha=0.2, label=real_label)
+                    ax.scatter(fake_np[:, col], fake_np[:, row], s=2, alpha=0.4, label="generated")
+                    ax.set_ylim(lo[row], hi[row])
+                ax.set_xlim(lo[col], hi[col])
+                if i == pairs - 1:
+                    ax.set_xlabel(names[col])
+                if j == 0 and not (d > 2 and i == 0):
+                    ax.set_ylabel(names[row])
+        if d == 2:
+            legend = axes[0, 0].legend(loc="upper right", fontsize=8)
+            for handle in legend.legend_handles:
+                handle.set_sizes([30])
+                handle.set_alpha(1.0)
+        elif d > shown:
+            title += f" (first {shown} of {d} columns)"
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _shown_range(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the real points' 0.5-99.5 % range widened to most generated points."""
+    lo, hi = np.quantile(real, [0.005, 0.995], axis=0)
+    if len(fake):
+        f_lo, f_hi = np.quantile(fake, [0.005, 0.995], axis=0)
+        lo, hi = np.minimum(lo, f_lo), np.maximum(hi, f_hi)
+    pad = 0.05 * np.maximum(hi - lo, 1e-6)
+    return lo - pad, hi + pad
 
 
 def image_grid(images: torch.Tensor, columns: int) -> np.ndarray:

@@ -221,7 +221,41 @@ def _progress(name: str, total: Optional[int]) -> Iterator[Callable[[int], None]
 
 
 # ---------------------------------------------------------------- the data source
-class IDXImages:
+class ImagesOnDevice:
+    """What every image source shares: `images`, an (N, C, H, W) tensor in [-1, 1] on the
+    device, with their (N,) `labels` (None: a set without labels), drawn uniformly."""
+
+    images: torch.Tensor
+    labels: Optional[torch.Tensor]
+    device: torch.device
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None,
+               exact_weights: bool = False) -> torch.Tensor:
+        """(n, C, H, W) training images drawn uniformly with replacement, on the device.
+        exact_weights (a mixture option) is accepted and ignored."""
+        return self.sample_labelled(n, generator)[0]
+
+    def sample_labelled(self, n: int, generator: Optional[torch.Generator] = None
+                        ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Images as sample() draws them, and their (n,) labels (None without labels)."""
+        idx = torch.randint(len(self.images), (n,), device=self.device, generator=generator)
+        return self.images[idx], None if self.labels is None else self.labels[idx]
+
+    def sample_labels(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """(n,) labels of random training images: each class as often as the data has it."""
+        return self.sample_labelled(n, generator)[1]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """One image's (C, H, W)."""
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.shape))
+
+
+class IDXImages(ImagesOnDevice):
     """An MNIST-format training split as one (N, 1, H, W) tensor in [-1, 1] on the device.
 
     name: mnist | fashion_mnist (which checksums and which torchvision folder).
@@ -304,31 +338,6 @@ class IDXImages:
         x = torch.from_numpy(images).to(self.device).unsqueeze(1).float() / 127.5 - 1
         y = torch.from_numpy(labels).to(self.device).long()
         return x, y
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """One image's (C, H, W)."""
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
-
-    @property
-    def dim(self) -> int:
-        return int(np.prod(self.shape))
-
-    def sample(self, n: int, generator: Optional[torch.Generator] = None,
-               exact_weights: bool = False) -> torch.Tensor:
-        """(n, C, H, W) training images drawn uniformly with replacement, on the device.
-        exact_weights (a mixture option) is accepted and ignored."""
-        return self.sample_labelled(n, generator)[0]
-
-    def sample_labelled(self, n: int, generator: Optional[torch.Generator] = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images as sample() draws them, and their (n,) labels."""
-        idx = torch.randint(len(self.images), (n,), device=self.device, generator=generator)
-        return self.images[idx], self.labels[idx]
-
-    def sample_labels(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """(n,) labels of random training images: each class as often as the data has it."""
-        return self.sample_labelled(n, generator)[1]
 
     def balanced_labels(self, n: int) -> torch.Tensor:
         """(n,) the classes trained on, in turn (0, 1, ..., 9, 0, 1, ...)."""
