@@ -89,7 +89,6 @@ def flat_hparams(config: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-
 def numbers_of(row: dict[str, Any]) -> dict[str, float]:
     """A metrics.csv row's numbers by name, lists (e.g. mode_mass) as key/0, key/1, ..."""
     numbers: dict[str, float] = {}
@@ -168,12 +167,19 @@ class MLflowLogger:
         self.uploaded: set[Path] = set()
         try:
             self.client = MlflowClient(tracking_uri=self.tracking_uri)
-            self.experiment_id = self._experiment_id()
-            self.run_id = (start_step and self._run_of_this_folder()) or self.client.create_run(
-                self.experiment_id, run_name=run_name_of(self.run_dir),
-                tags={self.RUN_DIR_TAG: str(self.run_dir)}).info.run_id
-            if start_step:
+            earlier = self._run_of_this_folder() if start_step else None
+            if earlier is not None:  # a resumed run continues its MLflow run, where it is
+                run = earlier
+                self.run_id, self.experiment_id = run.info.run_id, run.info.experiment_id
+                self.experiment = self.client.get_experiment(self.experiment_id).name
                 self.client.update_run(self.run_id, status="RUNNING")
+            else:
+                self.experiment_id = self._experiment_id()
+                run = self.client.create_run(
+                    self.experiment_id, run_name=run_name_of(self.run_dir),
+                    tags={self.RUN_DIR_TAG: str(self.run_dir)})
+                self.run_id = run.info.run_id
+            self.artifact_uri = run.info.artifact_uri
         except MlflowException as e:
             raise UserError(f"logger.tracking_uri={self.tracking_uri}: MLflow cannot use it "
                             f"({str(e).splitlines()[0]})") from None
@@ -192,20 +198,20 @@ class MLflowLogger:
                 raise
             return found.experiment_id
 
-    def _run_of_this_folder(self) -> Optional[str]:
-        """The MLflow run a resumed run folder started, if it is in this experiment."""
+    def _run_of_this_folder(self) -> Optional[Any]:
+        """The MLflow run this run folder started (in whichever experiment), or None."""
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
         runs = self.client.search_runs(
-            [self.experiment_id], f"tags.`{self.RUN_DIR_TAG}` = '{self.run_dir}'",
-            max_results=1, order_by=["attributes.start_time DESC"])
-        return runs[0].info.run_id if runs else None
+            experiments, f"tags.`{self.RUN_DIR_TAG}` = '{self.run_dir}'", max_results=1,
+            order_by=["attributes.start_time DESC"]) if experiments else []
+        return runs[0] if runs else None
 
     @property
     def location(self) -> dict[str, str]:
         """Where the run went (summary.json's `logger`)."""
         return {"logger": "mlflow", "tracking_uri": self.tracking_uri,
                 "experiment": self.experiment, "experiment_id": self.experiment_id,
-                "run_id": self.run_id,
-                "artifact_uri": self.client.get_run(self.run_id).info.artifact_uri}
+                "run_id": self.run_id, "artifact_uri": self.artifact_uri}
 
     def scalars(self, row: dict[str, Any]) -> None:
         """One metrics.csv row: every number in it, at its step."""
@@ -222,8 +228,8 @@ class MLflowLogger:
     def _upload(self, path: Path) -> None:
         """A file of the run folder, to the same place among the run's artifacts."""
         path = path.resolve()
-        folder = path.parent.relative_to(self.run_dir).as_posix() \
-            if path.parent != self.run_dir else None
+        inside = path.parent != self.run_dir and path.parent.is_relative_to(self.run_dir)
+        folder = path.parent.relative_to(self.run_dir).as_posix() if inside else None
         self.client.log_artifact(self.run_id, str(path), folder)
         self.uploaded.add(path)
 

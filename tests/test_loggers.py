@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,7 @@ def test_mlflow_logger_uploads_the_finished_folder_and_its_status(finished_run, 
     assert artifacts(client, run.info.run_id) >= {"summary.json", "metrics.csv", "train.log",
                                                   "plots"}
     assert artifacts(client, run.info.run_id, "plots") == {
+        f"plots/{p.name}" for p in (run_dir / "plots").iterdir()} >= {
         "plots/losses.png", "plots/training.gif", "plots/samples_0000030.png",
         "plots/samples_0000060.png"}
     uploaded = Path(client.download_artifacts(run.info.run_id, "summary.json", str(tmp_path)))
@@ -163,16 +165,16 @@ def test_a_resumed_folder_continues_its_mlflow_run_and_a_diverged_one_fails(fini
     from gan_cli.loggers import MLflowLogger
 
     _, run_dir, config = finished_run
-    first = MLflowLogger(run_dir)
+    first = MLflowLogger(run_dir, experiment="a sweep")  # e.g. a job of a sweep
     first.scalars({"step": 20, "d_loss": 1.5})
     first.finish({"train.steps": 60}, {})
     summary = json.loads((run_dir / "summary.json").read_text())
     (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "diverged"}))
     again = MLflowLogger(run_dir, start_step=60)  # gan-train resume=<run_dir>
-    assert again.run_id == first.run_id
+    assert (again.run_id, again.experiment) == (first.run_id, "a sweep")
     again.scalars({"step": 80, "d_loss": 1.25})
     again.finish({"train.steps": 120, "seed": 0}, {}, run_dir)  # a param cannot change
-    run = the_only_run(mlflow_here)
+    run = the_only_run(mlflow_here, "a sweep")
     assert mlflow_series(mlflow_here, run.info.run_id, "d_loss") == [(20, 1.5), (80, 1.25)]
     assert run.data.params == {"train.steps": "60", "seed": "0"}
     assert run.info.status == "FAILED"
@@ -230,13 +232,26 @@ def wandb_offline(tmp_path, monkeypatch):
         monkeypatch.setenv(key, str(tmp_path / key.lower()))
 
 
-def wandb_records(run_dir: Path) -> list:
-    """The records of the run's offline file <run>/wandb/offline-run-*/run-<id>.wandb: a
-    LevelDB-style log (32 KiB blocks of chunks, each with a 7-byte header: CRC, length,
-    type) of W&B's own Record protobufs."""
+def wandb_records(run_dir: Path, timeout_s: float = 60.0) -> list:
+    """The records of the run's offline file <run>/wandb/offline-run-*/run-<id>.wandb,
+    once W&B's writer (a process of its own, which may still be flushing after
+    run.finish() returns) has written the run's exit record."""
+    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = read_wandb_file(path)
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            return records
+        assert time.monotonic() < deadline, f"{path} has no exit record"
+        time.sleep(0.2)
+
+
+def read_wandb_file(path: Path) -> list:
+    """A LevelDB-style log (32 KiB blocks of chunks, each with a 7-byte header: CRC,
+    length, type) of W&B's own Record protobufs; a record still being written is left out."""
+    from google.protobuf.message import DecodeError
     from wandb.proto import wandb_internal_pb2
 
-    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
     data = path.read_bytes()
     assert data[:4] == b":W&B"
     pos, block, records, chunk = 7, 32768, [], b""
@@ -245,11 +260,16 @@ def wandb_records(run_dir: Path) -> list:
             pos += block - pos % block
             continue
         length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if pos + 7 + length > len(data):
+            break
         chunk += data[pos + 7:pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # a FULL chunk, or the LAST of a record's chunks
             record = wandb_internal_pb2.Record()
-            record.ParseFromString(chunk)
+            try:
+                record.ParseFromString(chunk)
+            except DecodeError:
+                break
             records.append(record)
             chunk = b""
     return records
