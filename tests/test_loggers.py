@@ -389,3 +389,23 @@ def test_a_missing_package_is_one_line_and_exit_code_2(name, tmp_path):
         f"gan-train: error: logger={name}: the {name} package is not installed; "
         f"pip install 'gan-cli[{name}]', or use logger=none"]
     assert not run_dir.exists()
+
+
+@pytest.mark.slow  # two jobs of gan-train -m, through Hydra's own multirun
+def test_a_real_sweep_lands_in_one_mlflow_experiment(tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.run(
+        ["gan-train", "-m", "experiment=smoke", "device=cpu", "print_config=false",
+         "train.steps=20", "train.log_every=10", "train.eval_every=20", "seed=0,1",
+         "logger=mlflow", f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})
+    assert proc.returncode == 0, proc.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name(str(sweep_dir)).experiment_id])
+    assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
+    assert all("seed=" in r.info.run_name and r.info.status == "FINISHED" for r in runs)
+    assert all([s for s, _ in mlflow_series(client, r.info.run_id, "w1")] == [20] for r in runs)
