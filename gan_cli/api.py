@@ -24,9 +24,16 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     import gan_cli.cli  # noqa: F401  (registers the schemas and the resolvers the CLI uses)
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
-    with initialize_config_module("gan_cli.conf", version_base="1.3"):
-        return hydra_compose("train", overrides=list(overrides))
+    theirs = get_gh_backup()  # a notebook's own hydra.initialize(...) is left as it was
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module("gan_cli.conf", version_base="1.3"):
+            return hydra_compose("train", overrides=list(overrides))
+    finally:
+        restore_gh_from_backup(theirs)
 
 
 def default_run_dir(resume: Optional[str] = None) -> Path:

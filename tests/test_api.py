@@ -46,6 +46,19 @@ def test_compose_gives_the_config_gan_train_runs(tmp_path):
     assert OmegaConf.to_yaml(compose(overrides)) == shown
 
 
+def test_compose_works_inside_a_notebooks_own_hydra_initialize(tmp_path):
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from gan_cli import compose
+
+    with initialize_config_dir(str(tmp_path), version_base="1.3"):
+        assert compose(["experiment=smoke"]).train.steps == 200
+        assert GlobalHydra.instance().is_initialized()  # theirs, still there
+        sources = GlobalHydra.instance().config_loader().get_sources()
+        assert str(tmp_path) in [source.path for source in sources]
+
+
 def test_compose_reports_a_bad_override_as_hydra_does():
     from hydra.errors import ConfigCompositionException
 
