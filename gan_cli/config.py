@@ -205,7 +205,7 @@ class MLflowLoggerConfig:
 @dataclass
 class WandbLoggerConfig:
     _target_: Optional[str] = None  # set by conf/logger/wandb.yaml
-    project: str = "gan-cli"
+    project: str = "gan-cli"  # the W&B project the runs go to
     entity: Optional[str] = None  # team or user; null = the logged-in user's default
     group: Optional[str] = None  # null = the sweep folder for -m jobs, else no group
     # online | offline | disabled; null = $WANDB_MODE, else online when logged in, else offline
