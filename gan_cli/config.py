@@ -69,7 +69,7 @@ class TrainConfig:
     model: Any = MISSING
     loss: Any = MISSING
     optim: Any = MISSING
-    logger: Any = MISSING  # live view beside the CSV/JSON files: none | tensorboard
+    logger: Any = MISSING  # live view beside the CSV/JSON files: none | tensorboard | mlflow | wandb
     experiment: Any = None  # set by experiment=<name> (overrides only)
     print_config: bool = True  # show the composed config as a tree before training
 
@@ -228,6 +228,25 @@ class LoggerConfig:
 
 
 @dataclass
+class MLflowLoggerConfig:
+    _target_: Optional[str] = None  # set by conf/logger/mlflow.yaml
+    # where runs go; null = $MLFLOW_TRACKING_URI, else sqlite:///<working dir>/mlflow.db
+    # with artifacts in <working dir>/mlruns/
+    tracking_uri: Optional[str] = None
+    experiment: Optional[str] = None  # null = the sweep folder for -m jobs, else "gan-train"
+
+
+@dataclass
+class WandbLoggerConfig:
+    _target_: Optional[str] = None  # set by conf/logger/wandb.yaml
+    project: str = "gan-cli"  # the W&B project the runs go to
+    entity: Optional[str] = None  # team or user; null = the logged-in user's default
+    group: Optional[str] = None  # null = the sweep folder for -m jobs, else no group
+    # online | offline | disabled; null = $WANDB_MODE, else online when logged in, else offline
+    mode: Optional[str] = None
+
+
+@dataclass
 class LossConfig:
     _target_: str = MISSING
     label_smoothing: float = 0.0  # one-sided: real target = 1 - label_smoothing (0.1 -> 0.9)
@@ -326,6 +345,8 @@ def register_configs() -> None:
     cs.store(group="loss", name="base_wgan", node=WassersteinConfig)
     cs.store(group="loss", name="base_wgan_gp", node=WassersteinGPConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
+    cs.store(group="logger", name="base_mlflow", node=MLflowLoggerConfig)
+    cs.store(group="logger", name="base_wandb", node=WandbLoggerConfig)
     for name, node in [("adam", AdamConfig), ("sgd", SGDConfig), ("rmsprop", RMSpropConfig)]:
         cs.store(group="optim/optimizer", name=name, node=node)
     cs.store(group="optim/schedule", name="constant", node=ConstantLRConfig)
@@ -340,6 +361,7 @@ NOISE_DISTS = ("normal", "uniform", "stratified")
 MINIBATCH_LAYERS = ("none", "stddev", "discrimination")
 UPSAMPLING = ("transposed", "resize_conv")
 NORMS = ("batch", "virtual_batch")
+WANDB_MODES = ("online", "offline", "disabled")
 
 
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -379,6 +401,9 @@ def validate_train_config(cfg: DictConfig) -> None:
     _positive("eval.bins", e.bins, integer=True)
     _require(0 < e.floor_fraction <= 1, "eval.floor_fraction", e.floor_fraction, "must be in (0, 1]")
     check_rejection(cfg, e.rejection_quantile, "eval.rejection_quantile")
+    mode = cfg.logger.get("mode")  # logger=wandb's
+    _require(mode is None or mode in WANDB_MODES, "logger.mode", mode,
+             "allowed: null (WANDB_MODE, else online when logged in), " + ", ".join(WANDB_MODES))
 
     for who in ("generator", "discriminator"):
         _positive(f"optim.{who}.lr", cfg.optim[who].lr)

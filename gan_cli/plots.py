@@ -46,6 +46,57 @@ def plot_losses(rows: Sequence[dict], path: Path) -> None:
     _save(fig, path)
 
 
+# the evaluation metrics metrics.png shows, each in a panel of its own (mixtures: the first
+# three; images: the last three), with what its axis says
+METRIC_PANELS = {"w1": "W1 distance to the data", "modes_covered": "modes covered",
+                 "hq_fraction": "high-quality fraction", "fd": "Fréchet distance (classifier)",
+                 "classes_covered": "classes covered", "classifier_score": "classifier score"}
+
+
+def metric_series(rows: Sequence[dict]) -> dict[str, tuple[list[int], np.ndarray]]:
+    """Per METRIC_PANELS metric the rows hold: its evaluation steps and, per step, the
+    25th, 50th and 75th percentile over the step's rows (replicas; one row: all three
+    equal). Rows are train()'s dicts or metrics.csv's (strings, "" off evaluation)."""
+    found = {}
+    for key in METRIC_PANELS:
+        evaluated = [{"step": int(r["step"]), key: float(r[key])} for r in rows
+                     if r.get(key) not in (None, "")]
+        if evaluated:
+            found[key] = _quartiles(evaluated, key)
+    return found
+
+
+def plot_metrics(rows: Sequence[dict], path: Path, converged_at: Optional[int] = None
+                 ) -> dict[str, tuple[list[int], np.ndarray]]:
+    """The evaluation metrics over steps (w1, modes covered, hq fraction for mixtures; fd,
+    classes covered, classifier score for images), one panel each, the converged step
+    marked. Returns what it drew (metric_series); writes nothing without evaluations."""
+    found = metric_series(rows)
+    if not found:
+        return found
+    fig, axes = plt.subplots(len(found), 1, figsize=(8, 2.2 * len(found) + 0.6),
+                             sharex=True, squeeze=False)
+    for ax, (key, (steps, (low, median, high))) in zip(axes[:, 0], found.items()):
+        (line,) = ax.plot(steps, median, marker="o", ms=3)
+        if not np.array_equal(low, high):  # replicas: the 25-75 % band
+            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, lw=0)
+        if converged_at is not None:
+            ax.axvline(converged_at, color="tab:green", ls="--", lw=1,
+                       label=f"converged at step {converged_at}")
+        ax.set_ylabel(METRIC_PANELS[key], fontsize=9)
+        if key.endswith("_covered"):  # counts
+            ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        elif key in ("w1", "fd") and np.all(median > 0) and median.max() > 10 * median.min():
+            # a distance that fell by orders of magnitude
+            ax.set_yscale("log")
+    if converged_at is not None:
+        axes[0, 0].legend(fontsize=8)
+    axes[-1, 0].set_xlabel("step")
+    fig.tight_layout()
+    _save(fig, path)
+    return found
+
+
 def _quartiles(rows: Sequence[dict], key: str) -> tuple[list[int], np.ndarray]:
     """The steps, and per step the 25th, 50th and 75th percentile of key over its rows."""
     by_step: dict[int, list[float]] = {}

@@ -178,7 +178,7 @@ def train_on(device: torch.device, device_description: str, cfg: DictConfig,
     finally:
         folder.close_metrics()
         manifest = {**run_manifest(device, device_description, started_at), "ended_at": now_iso()}
-        summary = summarise(run, outcome, evaluation_info, folder, manifest)
+        summary = summarise(run, outcome, evaluation_info, folder, manifest, logger)
         finish(run, summary, out)
     return summary
 
@@ -373,7 +373,7 @@ def save(run: Run, out: Outputs, periodic: bool) -> None:
 
 
 def summarise(run: Run, outcome: Outcome, evaluation_info: dict, folder: RunFolder,
-              manifest: dict) -> dict:
+              manifest: dict, logger: Optional[Any]) -> dict:
     """summary.json (design.md, "The run folder"), written at the end and on interruption."""
     state, scorer = run.state, run.evaluator.scorer
     train_time = state.clock.training()
@@ -404,6 +404,8 @@ def summarise(run: Run, outcome: Outcome, evaluation_info: dict, folder: RunFold
         summary["stop_signal"] = outcome.stop_signal
     if outcome.status == "interrupted" and state.saved_step is not None:
         summary["resume_command"] = f"gan-train resume={folder.path.resolve()}"
+    if logger is not None:
+        summary["logger"] = logger.location  # where the live logger wrote
     summary["manifest"] = manifest
     return json_safe(summary)  # what the file holds: NaN and infinity as None
 
@@ -417,11 +419,14 @@ def finish(run: Run, summary: dict, out: Outputs) -> None:
     try:  # pictures last: a full disk here must not cost the summary or the real error
         if state.rows:
             plots.plot_losses(state.rows, out.folder.plots / "losses.png")
+            plots.plot_metrics(state.rows, out.folder.plots / "metrics.png",
+                               converged_at=summary["converged_at_step"])
             plots.write_gif(out.folder.frames(), out.folder.plots / "training.gif")
         if out.logger is not None:
             out.logger.finish(flat_hparams(state.config),
                               {k: v for k, v in summary["metrics"].items()  # numbers only
-                               if isinstance(v, (int, float)) and not isinstance(v, bool)})
+                               if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                              out.folder.path)  # its files, to the logger's artifact store
     except OSError as e:
         console.line(f"warning: could not write the final plots or logs ({e})")
     if summary["status"] == "completed":
