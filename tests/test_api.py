@@ -83,9 +83,10 @@ def test_run_with_overrides_extends_a_resumed_run_in_its_own_folder(tmp_path, ca
 
 def test_the_default_run_folder_follows_gan_trains_rule(tmp_path, monkeypatch):
     from gan_cli.api import default_run_dir
+    from gan_cli.runfolder import PROCESS_TAG
 
     monkeypatch.chdir(tmp_path)
-    assert re.fullmatch(r"outputs/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}",
+    assert re.fullmatch(r"outputs/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}-" + PROCESS_TAG,
                         default_run_dir().as_posix())
     assert default_run_dir() != default_run_dir()  # microseconds: two runs, two folders
 

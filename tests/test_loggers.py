@@ -111,9 +111,10 @@ def test_mlflow_run_holds_the_series_params_and_pictures(run_tiny, mlflow_here, 
     assert params["train.steps"] == "60" and params["eval.n_samples"] == "500"
     assert params["data._target_"] == "gan_cli.data.gaussian.GaussianMixture"
     assert params["model.generator.hidden"] == "[128, 128]"
-    # the evaluation pictures went up as they were made
+    # the evaluation pictures (as they were made), then the final ones with the folder
     assert artifacts(mlflow_here, run.info.run_id, "plots") == {
-        "plots/samples_0000030.png", "plots/samples_0000060.png"}
+        "plots/samples_0000030.png", "plots/samples_0000060.png", "plots/losses.png",
+        "plots/metrics.png", "plots/training.gif"}
     assert run.data.tags["gan_cli.run_dir"] == str(run_dir.resolve())
     assert run.info.status == "FINISHED"
 
