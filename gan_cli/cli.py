@@ -159,10 +159,20 @@ def _one_line_user_errors(program: str) -> Iterator[None]:
 
 
 def _quick_help_or_continue(config_name: str) -> None:
-    """`--help` with overrides only: print the help and exit, without Hydra's slow path."""
-    from gan_cli.help import quick_help
+    """`--help` with overrides only: print the help and exit, without Hydra's slow path;
+    `--version`: gan_cli's; an argparse-style `--steps 100`: the key=value it means."""
+    from gan_cli.help import quick_help, version_text
+    from gan_cli.suggest import flag_hint
 
-    text = quick_help(config_name, sys.argv[1:])
+    program, args = f"gan-{config_name}", sys.argv[1:]
+    if "--version" in args:
+        print(version_text(program))
+        sys.exit(0)
+    hint = flag_hint(program, config_name, args)
+    if hint is not None:
+        print(f"{program}: error: {hint}", file=sys.stderr)
+        sys.exit(EXIT_CODES["failed"])
+    text = quick_help(config_name, args)
     if text is not None:
         print(text)
         sys.exit(0)

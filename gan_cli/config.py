@@ -295,6 +295,9 @@ def register_configs() -> None:
     cs.store(group="optim/schedule", name="constant", node=ConstantLRConfig)
     cs.store(group="optim/schedule", name="step", node=StepLRConfig)
     cs.store(group="optim/schedule", name="exp", node=ExponentialDecayConfig)
+    from gan_cli.suggest import refuse_undeclared_additions
+
+    refuse_undeclared_additions()  # `+train.step=1` must not run with the key ignored
 
 
 # ---------------------------------------------------------------- value checks

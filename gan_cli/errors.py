@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import errno
 import re
 from typing import Optional
@@ -9,6 +10,7 @@ from typing import Optional
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
+from gan_cli import suggest
 from gan_cli.config import UserError
 
 # lines of OmegaConf's error text that describe internals, not the user's mistake
@@ -53,6 +55,37 @@ def _one_line(text: str) -> str:
     return " ".join(lines)
 
 
+_COULD_NOT_OVERRIDE = re.compile(r"Could not override '([^']+)'\.\s+To append to your config "
+                                 r"use \+(\S+)")
+_MISSING_OPTION = re.compile(r"Could not find '([\w/]+)/([^']+)'")
+
+
+def _unknown_key(e: BaseException) -> Optional[str]:
+    """`train.stepz=1` (or `steps=100`): the key and its closest valid spelling, instead of
+    Hydra's advice to add it with `+` (which would run with the key ignored)."""
+    found = _COULD_NOT_OVERRIDE.search(str(e))
+    node = getattr(e.__cause__, "parent_node", None)
+    if found is None or node is None:
+        return None
+    key, line = found.group(1), found.group(2)
+    candidates = suggest.key_paths(node._get_root()) + suggest.group_names(None)
+    hint = suggest.did_you_mean(key, candidates, line.partition("=")[2])
+    return f"{line}: {key} is not a config key{hint or ' (--help lists the keys)'}"
+
+
+def _unknown_option(text: str) -> Optional[str]:
+    """`data=ring9`: Hydra's list of the group's options, led by the closest one."""
+    found = _MISSING_OPTION.search(text)
+    if found is None or "Available options" not in text:
+        return None
+    group, option = found.groups()
+    message = _one_line(text)
+    options = [o.strip(", ") for o in message.split("Available options in")[-1]
+               .split(":", 1)[-1].split(",")]
+    close = difflib.get_close_matches(option, [o for o in options if o], n=1, cutoff=0.5)
+    return message + (f"; did you mean {group}={close[0]}?" if close else "")
+
+
 def user_error_message(e: BaseException) -> Optional[str]:
     """The one-line message for a user error, or None when e looks like a bug."""
     chain = _chain(e)
@@ -72,6 +105,9 @@ def user_error_message(e: BaseException) -> Optional[str]:
         plugin = _missing_plugin(str(e))
         if plugin is not None:
             return plugin
+        misspelt = _unknown_key(e) or _unknown_option(str(e))
+        if misspelt is not None:
+            return misspelt
         parts = [_one_line(str(e))]
         cause = e.__cause__
         if isinstance(cause, OmegaConfBaseException):

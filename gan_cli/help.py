@@ -17,6 +17,22 @@ from typing import Optional, Sequence
 HELP_FLAGS = ("--help", "-h")  # Hydra's
 
 
+def version_text(program: str) -> str:
+    """`--version`: gan_cli's version (Hydra's flag would print Hydra's), and its stack's."""
+    from importlib import metadata
+
+    import gan_cli
+
+    def version(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (f"{program} (gan_cli) {gan_cli.__version__}; hydra-core {version('hydra-core')}, "
+            f"torch {version('torch')}")
+
+
 def quick_help(config_name: str, args: Sequence[str]) -> Optional[str]:
     """The help text for `--help` followed or preceded only by overrides; None for any
     other command line (other Hydra flags such as --config-dir go to Hydra itself) and
