@@ -43,6 +43,9 @@ class Eval:
     w1_tol: Optional[float] = None  # w1 below which a run counts as converged; null = 0.2 x mean std
     projections: int = 256  # random directions for the sliced W1 in more than one dimension
     hq_sigmas: float = 3.0  # "high quality": within this many std of the nearest mode
+    # mode_spread = the worst covered mode's min(r, 1/r), r = G's std / the real std there
+    # (per dimension): 1 = every mode as wide as the data's, 0 = squeezed to a point
+    spread_tol: float = 0.8  # mode_spread a run needs to count as converged
     plots: bool = True  # write per-evaluation pictures and training.gif
     plot_every: Optional[int] = None  # steps between those pictures; null = every evaluation
     # discriminator rejection sampling: evaluate only the samples D lets through, each kept
@@ -340,6 +343,8 @@ def validate_train_config(cfg: DictConfig) -> None:
     _positive("eval.n_samples", e.n_samples, integer=True)
     _positive("eval.projections", e.projections, integer=True)
     _positive("eval.hq_sigmas", e.hq_sigmas)
+    _require(0 <= e.spread_tol <= 1, "eval.spread_tol", e.spread_tol,
+             "must be in [0, 1] (1 = every mode exactly as wide as the data's; 0 = off)")
     _positive("eval.w1_tol", e.w1_tol, allow_null=True)
     _positive("eval.plot_every", e.plot_every, integer=True, allow_null=True)
     check_rejection(cfg, e.rejection_quantile, "eval.rejection_quantile")
