@@ -59,7 +59,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps ; auto = cuda, then mps, then cpu
     resume: Optional[str] = None  # run folder (or .pt) to continue; null = a fresh run
     deterministic: bool = False  # deterministic kernels only (matters on CUDA; slower there)
-    threads: Optional[int] = None  # torch CPU threads; null = auto (parallel sweep jobs share cores)
+    threads: Optional[int] = None  # torch CPU threads; null = auto: 1 for small networks, else the launcher's share of the cores
     train: TrainLoop = field(default_factory=TrainLoop)
     eval: Eval = field(default_factory=Eval)
     data: Any = MISSING

@@ -400,3 +400,29 @@ def test_a_missing_plugin_is_named_with_its_install(override, group, name, says)
         configs[name] = hidden
     message = user_error_message(caught.value)
     assert says in message and message.endswith('pip install "gan-cli[sweeps]"')
+
+
+@pytest.mark.parametrize("n_weights, share, picked", [
+    (33_794, 2, 1),        # the default run's MLPs: one thread
+    (271_876, 2, 1),       # grid25_best's wider ones too
+    (33_794 * 64, 8, 8),   # 64 replicas of the default in one batched computation: the share
+    (1_500_000, 4, 4),     # mnist_mlp-sized: the cores the launcher leaves the run
+    (1_500_000, 1, 1),     # a parallel sweep job's single core
+])
+def test_threads_follow_the_network_size(n_weights, share, picked):
+    import torch
+
+    from gan_cli.launchers import fit_threads_to_model
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(share)
+        line = fit_threads_to_model(None, n_weights)
+        assert torch.get_num_threads() == picked
+        assert line.startswith(f"torch threads: {picked} (threads=null: G and D have "
+                               f"{n_weights:,} weights")
+        torch.set_num_threads(3)
+        assert fit_threads_to_model(3, 33_794) == "torch threads: 3 (threads=3)"
+        assert torch.get_num_threads() == 3  # an explicit count is kept, however small G is
+    finally:
+        torch.set_num_threads(before)
