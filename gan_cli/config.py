@@ -76,8 +76,8 @@ class SampleConfig:
     ckpt: str = MISSING  # run folder or checkpoint file
     n: int = 1000  # number of samples
     out: str = "samples.npy"  # .npy (raw samples) or .png (a picture of them)
-    seed: int = 0
-    device: str = "auto"
+    seed: int = 0  # seeds the noise the samples are drawn from
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps ; auto = cuda, then mps, then cpu
     ema: bool = True  # use G's moving average when the checkpoint has one
     replica: Optional[int] = None  # which replica of a train.replicas run to sample from (0..R-1)
     label: Optional[int] = None  # a conditional G: draw only this class; null = every class in turn
@@ -121,8 +121,8 @@ class IDXImagesConfig:
 class NoiseConfig:
     dist: str = "normal"  # normal | uniform | stratified (uniform, one sample per stratum)
     dim: Optional[int] = None  # latent dimension; null = the data's dimension
-    low: float = -1.0  # range of uniform / stratified noise
-    high: float = 1.0
+    low: float = -1.0  # lower end of uniform / stratified noise
+    high: float = 1.0  # upper end of uniform / stratified noise
     categories: int = 0  # K > 0: append the one-hot code of a uniform category (discrete latent)
 
 
@@ -222,9 +222,9 @@ class WassersteinGPConfig(LossConfig):
 class AdamConfig:
     _target_: str = "torch.optim.Adam"
     _partial_: bool = True
-    lr: float = 2e-4
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    weight_decay: float = 0.0
+    lr: float = 2e-4  # learning rate (step size per update)
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])  # decay of the gradient's running mean and square
+    weight_decay: float = 0.0  # L2 penalty coefficient; 0 = off
     fused: bool = True  # one kernel updates every weight (5x faster on CPU); false = PyTorch's loop
 
 
@@ -232,10 +232,10 @@ class AdamConfig:
 class SGDConfig:
     _target_: str = "torch.optim.SGD"
     _partial_: bool = True
-    lr: float = 0.01
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
+    lr: float = 0.01  # learning rate (step size per update)
+    momentum: float = 0.0  # fraction of the last update carried into the next; 0 = plain SGD
+    nesterov: bool = False  # Nesterov momentum (needs momentum > 0)
+    weight_decay: float = 0.0  # L2 penalty coefficient; 0 = off
     fused: bool = True  # one kernel updates every weight; false = PyTorch's per-tensor loop
 
 
@@ -243,10 +243,10 @@ class SGDConfig:
 class RMSpropConfig:
     _target_: str = "torch.optim.RMSprop"
     _partial_: bool = True
-    lr: float = 5e-5
-    alpha: float = 0.99
-    momentum: float = 0.0
-    weight_decay: float = 0.0
+    lr: float = 5e-5  # learning rate (step size per update)
+    alpha: float = 0.99  # decay of the running mean of squared gradients
+    momentum: float = 0.0  # fraction of the last update carried into the next; 0 = off
+    weight_decay: float = 0.0  # L2 penalty coefficient; 0 = off
     foreach: bool = True  # few multi-tensor kernels per update (RMSprop has no fused one)
 
 
@@ -256,8 +256,8 @@ class StepLRConfig:
 
     _target_: str = "torch.optim.lr_scheduler.StepLR"
     _partial_: bool = True
-    step_size: int = 150
-    gamma: float = 0.95
+    step_size: int = 150  # steps between two decays
+    gamma: float = 0.95  # lr factor at each decay
 
 
 @dataclass
@@ -266,8 +266,8 @@ class ConstantLRConfig:
 
     _target_: str = "torch.optim.lr_scheduler.ConstantLR"
     _partial_: bool = True
-    factor: float = 1.0
-    total_iters: int = 0
+    factor: float = 1.0  # lr multiplier (1 = unchanged)
+    total_iters: int = 0  # steps it applies for (0 = none: the lr never changes)
 
 
 @dataclass
@@ -277,7 +277,7 @@ class ExponentialDecayConfig:
     _target_: str = "gan_cli.schedules.exponential_decay"
     _partial_: bool = True
     final_fraction: float = 0.03  # lr at the last step, as a fraction of the initial lr
-    total_steps: int = II("train.steps")
+    total_steps: int = II("train.steps")  # steps over which it decays; default train.steps
 
 
 def register_configs() -> None:
