@@ -182,3 +182,11 @@ def _keys_of(config_name: str, overrides: list[str]) -> list[str]:
                 continue
             return key_paths(cfg) + group_names(cfg)
     return []
+
+
+# ---------------------------------------------------------------- resume
+def finished_run_hint(resume: str, steps: int) -> str:
+    """The console line for `resume=` of a run that already reached its train.steps: the
+    override that trains it further (it otherwise only reprints its results)."""
+    return (f"this run already finished its train.steps={steps}; to train it further, "
+            f"give more: gan-train resume={resume} train.steps={2 * steps}")

@@ -97,3 +97,11 @@ def test_version_is_gan_clis(tmp_path):
     assert proc.returncode == 0
     assert proc.stdout.startswith(f"gan-train (gan_cli) {gan_cli.__version__};")
     assert "Hydra 1." not in proc.stdout  # Hydra's own --version
+
+
+def test_resuming_a_finished_run_names_the_override_that_extends_it():
+    from gan_cli.suggest import finished_run_hint
+
+    assert finished_run_hint("outputs/2026-12-01/10-00-00-1", 5000) == (
+        "this run already finished its train.steps=5000; to train it further, give more: "
+        "gan-train resume=outputs/2026-12-01/10-00-00-1 train.steps=10000")
