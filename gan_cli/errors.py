@@ -68,7 +68,7 @@ def _unknown_key(e: BaseException) -> Optional[str]:
     if found is None or node is None:
         return None
     key, line = found.group(1), found.group(2)
-    candidates = suggest.key_paths(node._get_root()) + suggest.group_names(None)
+    candidates = suggest.key_paths(node._get_root()) + suggest.group_names()
     hint = suggest.did_you_mean(key, candidates, line.partition("=")[2])
     return f"{line}: {key} is not a config key{hint or ' (--help lists the keys)'}"
 

@@ -181,7 +181,7 @@ class MixtureEvaluation:
 
     def start(self, plots_dir: Optional[Path]) -> dict:
         """Before training: what summary.json records about the evaluation itself."""
-        return {"w1_tol": self.w1_tol}
+        return {"w1_tol": self.w1_tol, "spread_tol": self.spread_tol}
 
     def picture(self, fakes: Sequence[torch.Tensor], path: Path, title: str,
                 seeds: Sequence[int], discriminator: Optional[Callable] = None,

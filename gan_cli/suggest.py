@@ -64,7 +64,7 @@ def did_you_mean(key: str, candidates: Iterable[str], value: Optional[str] = Non
     return "; did you mean " + " or ".join(f"{f}{tail}" for f in found) + "?"
 
 
-def group_names(cfg: Any) -> list[str]:
+def group_names() -> list[str]:
     """The config groups a command line may pick from (data, model, optim/schedule, ...)."""
     try:
         from hydra.core.global_hydra import GlobalHydra
@@ -180,7 +180,7 @@ def _keys_of(config_name: str, overrides: list[str]) -> list[str]:
                 cfg = compose(config_name, overrides=list(attempt))
             except Exception:
                 continue
-            return key_paths(cfg) + group_names(cfg)
+            return key_paths(cfg) + group_names()
     return []
 
 

@@ -83,7 +83,7 @@ def test_a_replica_job_counts_as_one_row_per_seed(tmp_path):
     # grouped by learning rate, each group the 3 seeds of its job
     table = proc.stdout[proc.stdout.index(
         "sweep summary: 2 jobs (6 runs: train.replicas counted one by one)"):]
-    assert table.count("│ 3 │") == 2, table
+    assert table.count("│  3/3 │") == 2, table  # done: 3 of the 3 seeds in each group
 
 
 def test_a_diverged_job_is_a_result_not_a_failure(tmp_path):
