@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -174,3 +174,29 @@ def build_optimizers(optim_cfg: DictConfig, models: Models) -> Optimizers:
         make = instantiate(schedule, "optim.schedule", _convert_="all")
         schedulers = [make(opt_g), make(opt_d)]
     return Optimizers(opt_g, opt_d, schedulers)
+
+
+def build_evaluation(data: Any, eval_cfg: DictConfig, device: torch.device,
+                     log: Callable[[str], None], conditional: bool = False):
+    """The Evaluation that suits the data: images (a classifier's view when they have labels,
+    else a fixed random network's features), a mixture, or your own points (conditional:
+    also per class)."""
+    from gan_cli.evaluate import ImageEvaluation, MixtureEvaluation
+    from gan_cli.data.gaussian import GaussianMixture
+
+    if len(data.shape) > 1 and data.n_classes:
+        evaluation = ImageEvaluation(data, eval_cfg, device, log, conditional)
+    elif len(data.shape) > 1:
+        from gan_cli.image_features import FeatureEvaluation
+
+        evaluation = FeatureEvaluation(data, eval_cfg)
+    elif isinstance(data, GaussianMixture):
+        evaluation = MixtureEvaluation(data, eval_cfg, conditional)
+    else:
+        from gan_cli.point_metrics import PointsEvaluation
+
+        evaluation = PointsEvaluation(data, eval_cfg, conditional)
+    if eval_cfg.get("rejection_quantile") is not None:  # the share of samples D let through
+        evaluation.columns += ("accepted",)
+        evaluation.summary_keys += ("accepted",)
+    return evaluation

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli.config import register_configs
 from gan_cli.errors import UserError
 from gan_cli.exit_codes import EXIT_CODES, SWEEP_EXIT_CODES, exit_code, set_exit_code
-from gan_cli.errors import user_error_message
+from gan_cli.suggest import error_line
 from gan_cli.runfolder import PROCESS_TAG, holds_a_run
 
 register_configs()
@@ -143,7 +143,7 @@ def _one_line_user_errors(program: str) -> Iterator[None]:
         try:
             return func()
         except Exception as e:
-            message = user_error_message(e)
+            message = error_line(e)
             if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
 
                 def reraise():
@@ -161,10 +161,20 @@ def _one_line_user_errors(program: str) -> Iterator[None]:
 
 
 def _quick_help_or_continue(config_name: str) -> None:
-    """`--help` with overrides only: print the help and exit, without Hydra's slow path."""
-    from gan_cli.help import quick_help
+    """`--help` with overrides only: print the help and exit, without Hydra's slow path;
+    `--version`: gan_cli's; an argparse-style `--steps 100`: the key=value it means."""
+    from gan_cli.help import quick_help, version_text
+    from gan_cli.suggest import flag_hint
 
-    text = quick_help(config_name, sys.argv[1:])
+    program, args = f"gan-{config_name}", sys.argv[1:]
+    if "--version" in args:
+        print(version_text(program))
+        sys.exit(0)
+    hint = flag_hint(program, config_name, args)
+    if hint is not None:
+        print(f"{program}: error: {hint}", file=sys.stderr)
+        sys.exit(EXIT_CODES["failed"])
+    text = quick_help(config_name, args)
     if text is not None:
         print(text)
         sys.exit(0)

@@ -41,6 +41,9 @@ class Eval:
     w1_tol: Optional[float] = None  # w1 below which a run counts as converged; null = 0.2 x mean std
     projections: int = 256  # random directions for the sliced W1 in more than one dimension
     hq_sigmas: float = 3.0  # "high quality": within this many std of the nearest mode
+    # mode_spread = the worst covered mode's min(r, 1/r), r = G's std / the real std there
+    # (per dimension): 1 = every mode as wide as the data's, 0 = squeezed to a point
+    spread_tol: float = 0.8  # mode_spread a run needs to count as converged
     plots: bool = True  # write per-evaluation pictures and training.gif
     plot_every: Optional[int] = None  # steps between those pictures; null = every evaluation
     # discriminator rejection sampling: evaluate only the samples D lets through, each kept
@@ -62,7 +65,7 @@ class TrainConfig:
     # CUDA matrix products and cuDNN convolutions on TF32 tensor cores (Ampere and newer:
     # several times faster, 10-bit mantissa); false = full fp32. Ignored off CUDA
     tf32: bool = False
-    threads: Optional[int] = None  # torch CPU threads; null = auto (parallel sweep jobs share cores)
+    threads: Optional[int] = None  # torch CPU threads; null = auto: 1 for small networks, else the launcher's share of the cores
     train: TrainLoop = field(default_factory=TrainLoop)
     eval: Eval = field(default_factory=Eval)
     data: Any = MISSING
@@ -79,8 +82,8 @@ class SampleConfig:
     ckpt: str = MISSING  # run folder or checkpoint file
     n: int = 1000  # number of samples
     out: str = "samples.npy"  # .npy (raw samples) or .png (a picture of them)
-    seed: int = 0
-    device: str = "auto"
+    seed: int = 0  # seeds the noise the samples are drawn from
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps ; auto = cuda, then mps, then cpu
     ema: bool = True  # use G's moving average when the checkpoint has one
     replica: Optional[int] = None  # which replica of a train.replicas run to sample from (0..R-1)
     label: Optional[int] = None  # a conditional G: draw only this class; null = every class in turn
@@ -152,8 +155,8 @@ class ImageFolderConfig:
 class NoiseConfig:
     dist: str = "normal"  # normal | uniform | stratified (uniform, one sample per stratum)
     dim: Optional[int] = None  # latent dimension; null = the data's dimension
-    low: float = -1.0  # range of uniform / stratified noise
-    high: float = 1.0
+    low: float = -1.0  # lower end of uniform / stratified noise
+    high: float = 1.0  # upper end of uniform / stratified noise
     categories: int = 0  # K > 0: append the one-hot code of a uniform category (discrete latent)
 
 
@@ -272,9 +275,9 @@ class WassersteinGPConfig(LossConfig):
 class AdamConfig:
     _target_: str = "torch.optim.Adam"
     _partial_: bool = True
-    lr: float = 2e-4
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    weight_decay: float = 0.0
+    lr: float = 2e-4  # learning rate (step size per update)
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])  # decay of the gradient's running mean and square
+    weight_decay: float = 0.0  # L2 penalty coefficient; 0 = off
     fused: bool = True  # one kernel updates every weight (5x faster on CPU); false = PyTorch's loop
 
 
@@ -282,10 +285,10 @@ class AdamConfig:
 class SGDConfig:
     _target_: str = "torch.optim.SGD"
     _partial_: bool = True
-    lr: float = 0.01
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
+    lr: float = 0.01  # learning rate (step size per update)
+    momentum: float = 0.0  # fraction of the last update carried into the next; 0 = plain SGD
+    nesterov: bool = False  # Nesterov momentum (needs momentum > 0)
+    weight_decay: float = 0.0  # L2 penalty coefficient; 0 = off
     fused: bool = True  # one kernel updates every weight; false = PyTorch's per-tensor loop
 
 
@@ -293,10 +296,10 @@ class SGDConfig:
 class RMSpropConfig:
     _target_: str = "torch.optim.RMSprop"
     _partial_: bool = True
-    lr: float = 5e-5
-    alpha: float = 0.99
-    momentum: float = 0.0
-    weight_decay: float = 0.0
+    lr: float = 5e-5  # learning rate (step size per update)
+    alpha: float = 0.99  # decay of the running mean of squared gradients
+    momentum: float = 0.0  # fraction of the last update carried into the next; 0 = off
+    weight_decay: float = 0.0  # L2 penalty coefficient; 0 = off
     foreach: bool = True  # few multi-tensor kernels per update (RMSprop has no fused one)
 
 
@@ -306,8 +309,8 @@ class StepLRConfig:
 
     _target_: str = "torch.optim.lr_scheduler.StepLR"
     _partial_: bool = True
-    step_size: int = 150
-    gamma: float = 0.95
+    step_size: int = 150  # steps between two decays
+    gamma: float = 0.95  # lr factor at each decay
 
 
 @dataclass
@@ -316,8 +319,8 @@ class ConstantLRConfig:
 
     _target_: str = "torch.optim.lr_scheduler.ConstantLR"
     _partial_: bool = True
-    factor: float = 1.0
-    total_iters: int = 0
+    factor: float = 1.0  # lr multiplier (1 = unchanged)
+    total_iters: int = 0  # steps it applies for (0 = none: the lr never changes)
 
 
 @dataclass
@@ -327,7 +330,7 @@ class ExponentialDecayConfig:
     _target_: str = "gan_cli.schedules.exponential_decay"
     _partial_: bool = True
     final_fraction: float = 0.03  # lr at the last step, as a fraction of the initial lr
-    total_steps: int = II("train.steps")
+    total_steps: int = II("train.steps")  # steps over which it decays; default train.steps
 
 
 def register_configs() -> None:
@@ -352,6 +355,10 @@ def register_configs() -> None:
     cs.store(group="optim/schedule", name="constant", node=ConstantLRConfig)
     cs.store(group="optim/schedule", name="step", node=StepLRConfig)
     cs.store(group="optim/schedule", name="exp", node=ExponentialDecayConfig)
+    from gan_cli.suggest import refuse_undeclared_additions
+
+    # `+train.step=1` must not run with the key ignored
+    refuse_undeclared_additions((TrainConfig, SampleConfig))
 
 
 # ---------------------------------------------------------------- value checks
@@ -395,6 +402,8 @@ def validate_train_config(cfg: DictConfig) -> None:
     _positive("eval.n_samples", e.n_samples, integer=True)
     _positive("eval.projections", e.projections, integer=True)
     _positive("eval.hq_sigmas", e.hq_sigmas)
+    _require(0 <= e.spread_tol <= 1, "eval.spread_tol", e.spread_tol,
+             "must be in [0, 1] (1 = every mode exactly as wide as the data's; 0 = off)")
     _positive("eval.w1_tol", e.w1_tol, allow_null=True)
     _positive("eval.plot_every", e.plot_every, integer=True, allow_null=True)
     _positive("eval.knn_k", e.knn_k, integer=True)

@@ -54,7 +54,7 @@ class RunConsole:
         """Once per log interval: the losses, on the bar or as a plain line."""
         losses = (f"D {row['d_loss']:.4f}  G {row['g_loss']:.4f}  "
                   f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  "
-                  f"D acc {row['d_acc_real']:.2f}/{row['d_acc_fake']:.2f}")
+                  f"D acc real {row['d_acc_real']:.2f} fake {row['d_acc_fake']:.2f}")
         speed = f"{steps_per_sec:,.0f} steps/s"
         text = f"step {step}/{total}  {losses}  {speed}"
         self.log.print(text, highlight=False, markup=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import re
-from typing import Optional
+from typing import Callable, Optional
 
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
@@ -45,7 +45,7 @@ def _chain(e: BaseException) -> list[BaseException]:
     return seen
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines()]
     if "Config search path:" in lines:  # where Hydra looked: not the user's concern
         lines = lines[:lines.index("Config search path:")]
@@ -56,8 +56,11 @@ def _one_line(text: str) -> str:
     return " ".join(lines)
 
 
-def user_error_message(e: BaseException) -> Optional[str]:
-    """The one-line message for a user error, or None when e looks like a bug."""
+def user_error_message(e: BaseException,
+                       hint: Callable[[BaseException], Optional[str]] = lambda e: None
+                       ) -> Optional[str]:
+    """The one-line message for a user error, or None when e looks like a bug. hint(e):
+    a message for a misspelt key or option (gan_cli.suggest.misspelt), None otherwise."""
     chain = _chain(e)
     for link in chain:
         if isinstance(link, UserError):
@@ -75,10 +78,13 @@ def user_error_message(e: BaseException) -> Optional[str]:
         plugin = _missing_plugin(str(e))
         if plugin is not None:
             return plugin
-        parts = [_one_line(str(e))]
+        misspelt = hint(e)
+        if misspelt is not None:
+            return misspelt
+        parts = [one_line(str(e))]
         cause = e.__cause__
         if isinstance(cause, OmegaConfBaseException):
             key = getattr(cause, "full_key", None)
-            parts.append(_one_line(str(cause)) + (f" (key: {key})" if key else ""))
+            parts.append(one_line(str(cause)) + (f" (key: {key})" if key else ""))
         return ": ".join(p.rstrip(".") for p in parts if p)
     return None

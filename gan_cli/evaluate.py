@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 
 from gan_cli import plots
+from gan_cli.config import Eval
 from gan_cli.data.gaussian import GaussianMixture
 from gan_cli.errors import UserError
 from gan_cli.labels import Conditioning
@@ -71,6 +72,31 @@ def mode_statistics(x: torch.Tensor, mixture: GaussianMixture, hq_sigmas: float 
     }
 
 
+def _hq_modes(x: torch.Tensor, mixture: GaussianMixture, hq_sigmas: float) -> torch.Tensor:
+    """(n,) each sample's nearest mode (diagonal Mahalanobis), -1 when it is not high quality."""
+    z = (x.unsqueeze(1) - mixture.means) / mixture.stds  # (n, K, d)
+    dist, nearest = (z**2).sum(-1).sqrt().min(dim=1)  # (n,), (n,)
+    return torch.where(dist <= hq_sigmas, nearest, -1)
+
+
+def mode_spread(fake: torch.Tensor, real: torch.Tensor, mixture: GaussianMixture,
+                hq_sigmas: float = 3.0) -> float:
+    """How well G fills each mode's width, which hq and modes cannot see (a G that squeezed
+    each mode to a point scores hq 1): per covered mode and dimension the ratio r of G's std
+    to the real samples' std, both over the high-quality samples of that mode (so the
+    3-sigma cut trims both alike); the result is the worst min(r, 1/r) in [0, 1]."""
+    fake_mode, real_mode = _hq_modes(fake, mixture, hq_sigmas), _hq_modes(real, mixture, hq_sigmas)
+    n = fake.shape[0]
+    worst = math.inf
+    for k in range(mixture.n_modes):
+        mine, theirs = fake[fake_mode == k], real[real_mode == k]
+        if len(mine) < max(2, 0.1 * mixture.weights[k].item() * n) or len(theirs) < 2:
+            continue  # not covered (modes_covered says so): no width to judge
+        r = mine.std(dim=0) / theirs.std(dim=0)  # (d,)
+        worst = min(worst, torch.minimum(r, 1 / r).min().item())
+    return 0.0 if worst == math.inf else worst
+
+
 def evaluate_mixture(fake: torch.Tensor, real: torch.Tensor, mixture: GaussianMixture,
                      projections: int = 256, hq_sigmas: float = 3.0,
                      generator: Optional[torch.Generator] = None) -> dict:
@@ -81,6 +107,7 @@ def evaluate_mixture(fake: torch.Tensor, real: torch.Tensor, mixture: GaussianMi
     """
     metrics = {"w1": wasserstein1(fake, real, projections, generator=generator)}
     metrics.update(mode_statistics(fake, mixture, hq_sigmas))
+    metrics["mode_spread"] = mode_spread(fake, real, mixture, hq_sigmas)
     return metrics
 
 
@@ -111,9 +138,11 @@ def default_w1_tol(mixture: GaussianMixture) -> float:
     return 0.2 * mixture.stds.mean().item()
 
 
-def is_converged(metrics: dict, w1_tol: float) -> bool:
+def is_converged(metrics: dict, w1_tol: float, spread_tol: float = Eval.spread_tol) -> bool:
+    """Every mode covered, w1 within w1_tol, and every mode as wide as the data's to within
+    spread_tol (mode_spread), so that a G squeezed inside each mode does not count."""
     return metrics["modes_covered"] == metrics["n_modes"] and metrics["w1"] <= w1_tol and \
-        math.isfinite(metrics["w1"])
+        math.isfinite(metrics["w1"]) and metrics["mode_spread"] >= spread_tol
 
 
 class MixtureEvaluation:
@@ -126,11 +155,13 @@ class MixtureEvaluation:
     def __init__(self, data: GaussianMixture, eval_cfg: DictConfig, conditional: bool = False):
         self.data, self.cfg = data, eval_cfg
         self.w1_tol = eval_cfg.w1_tol or default_w1_tol(data)
+        self.spread_tol = eval_cfg.get("spread_tol", Eval.spread_tol)  # older runs' configs lack it
         self.real: Optional[torch.Tensor] = None  # the last real sample, for the picture
         per_class = ("class_fidelity", "class_w1_max") if conditional else ()
-        self.columns = ("w1", "hq_fraction", "modes_covered", "mode_kl", *per_class)  # metrics.csv
-        self.summary_keys = ("w1", "hq_fraction", "modes_covered", "n_modes", "mode_kl",
-                             *per_class, *("class_w1",) * conditional)
+        self.columns = ("w1", "hq_fraction", "mode_spread", "modes_covered", "mode_kl",
+                        *per_class)  # metrics.csv
+        self.summary_keys = ("w1", "hq_fraction", "mode_spread", "modes_covered", "n_modes",
+                             "mode_kl", *per_class, *("class_w1",) * conditional)
 
     def metrics(self, fake: torch.Tensor, rng: torch.Generator,
                 labels: Optional[torch.Tensor] = None) -> dict:
@@ -146,19 +177,21 @@ class MixtureEvaluation:
         return metrics
 
     def converged(self, metrics: dict) -> bool:
-        return is_converged(metrics, self.w1_tol)
+        return is_converged(metrics, self.w1_tol, self.spread_tol)
 
     @staticmethod
     def line(m: dict) -> str:
         line = (f"w1 {m['w1']:.4f}  modes {m['modes_covered']:g}/{m['n_modes']:g}  "
-                f"hq {m['hq_fraction']:.3f}  mode_kl {m['mode_kl']:.4f}")
+                f"hq {m['hq_fraction']:.3f}  "
+                + (f"spread {m['mode_spread']:.2f}  " if "mode_spread" in m else "")  # older runs'
+                + f"mode_kl {m['mode_kl']:.4f}")
         if "class_fidelity" in m:  # a conditional G
             line += f"  fidelity {m['class_fidelity']:.3f}  worst class w1 {m['class_w1_max']:.4f}"
         return line
 
     def start(self, plots_dir: Optional[Path]) -> dict:
         """Before training: what summary.json records about the evaluation itself."""
-        return {"w1_tol": self.w1_tol}
+        return {"w1_tol": self.w1_tol, "spread_tol": self.spread_tol}
 
     def picture(self, fakes: Sequence[torch.Tensor], path: Path, title: str,
                 seeds: Sequence[int], discriminator: Optional[Callable] = None,
@@ -238,29 +271,6 @@ def _row_of(images: torch.Tensor, n: int) -> torch.Tensor:
     """The first n images, padded with black ones when there are fewer (rows stay aligned)."""
     row = images[:n]
     return torch.cat([row, row.new_full((n - len(row), *row.shape[1:]), -1.0)])
-
-
-def build_evaluation(data: Any, eval_cfg: DictConfig, device: torch.device,
-                     log: Callable[[str], None], conditional: bool = False):
-    """The Evaluation that suits the data: images (a classifier's view when they have labels,
-    else a fixed random network's features), a mixture, or your own points (conditional:
-    also per class)."""
-    if len(data.shape) > 1 and data.n_classes:
-        evaluation = ImageEvaluation(data, eval_cfg, device, log, conditional)
-    elif len(data.shape) > 1:
-        from gan_cli.image_features import FeatureEvaluation
-
-        evaluation = FeatureEvaluation(data, eval_cfg)
-    elif isinstance(data, GaussianMixture):
-        evaluation = MixtureEvaluation(data, eval_cfg, conditional)
-    else:
-        from gan_cli.point_metrics import PointsEvaluation
-
-        evaluation = PointsEvaluation(data, eval_cfg, conditional)
-    if eval_cfg.get("rejection_quantile") is not None:  # the share of samples D let through
-        evaluation.columns += ("accepted",)
-        evaluation.summary_keys += ("accepted",)
-    return evaluation
 
 
 def generate(G: Callable, cond: Conditioning, z: torch.Tensor,

@@ -63,7 +63,9 @@ def run_threads(cfg: Any, overrides: Sequence[str]) -> Optional[int]:
 
 
 def set_torch_threads(threads: Optional[int], launcher: Any) -> None:
-    """Apply the `threads` config key (null = auto) before training starts."""
+    """Apply the `threads` config key (null = auto) before training starts: for null, the
+    share of the cores the launcher leaves this run (fit_threads_to_model then narrows it
+    to the network's size once the networks are built)."""
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise UserError(f"threads={threads}: must be a positive integer, or null (auto)")
     n = threads if threads is not None else auto_threads(launcher, available_cores())
@@ -71,6 +73,41 @@ def set_torch_threads(threads: Optional[int], launcher: Any) -> None:
         import torch
 
         torch.set_num_threads(n)
+
+
+# The rule for threads=null (README, "Sweeps"): the mixtures' MLPs (G and D together:
+# 34,000 weights for the default run, 272,000 for grid25_best) do each matmul in
+# microseconds, so a second intra-op thread only adds synchronisation, and on a shared
+# machine it waits for a busy core (issue 26: 2-106 steps/s with 2 threads against
+# 300-480 with 1). The image models (mnist_mlp, dcgan: millions) keep the cores.
+SMALL_NETWORK_WEIGHTS = 500_000  # G + D weights (times train.replicas) below which: 1 thread
+
+
+def auto_threads_for_model(n_weights: int, share: int) -> int:
+    """threads=null once the networks are built: 1 for small networks, else the share of
+    the cores this run may use (set by set_torch_threads from the launcher)."""
+    return 1 if n_weights < SMALL_NETWORK_WEIGHTS else max(1, share)
+
+
+def fit_threads_to_model(threads: Optional[int], n_weights: int) -> str:
+    """Apply the network-size rule for threads=null (an explicit `threads` is kept) and
+    return the console line that says what was picked and why.
+
+    n_weights: the weights of G and D together, times train.replicas (all are trained in
+    one batched computation, so their matmuls are that much larger)."""
+    import torch
+
+    share = torch.get_num_threads()
+    if threads is not None:
+        return f"torch threads: {share} (threads={threads})"
+    n = auto_threads_for_model(n_weights, share)
+    torch.set_num_threads(n)
+    if n_weights < SMALL_NETWORK_WEIGHTS:
+        why = (f"G and D have {n_weights:,} weights, under {SMALL_NETWORK_WEIGHTS:,}: more "
+               "threads would only add contention")
+    else:
+        why = f"G and D have {n_weights:,} weights: the {share} core(s) this run may use"
+    return f"torch threads: {n} (threads=null: {why}; threads=N sets it)"
 
 
 def hand_over_to_submitit(stop_signal: Optional[str]) -> None:

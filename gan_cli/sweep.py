@@ -26,9 +26,12 @@ from omegaconf import DictConfig
 
 from gan_cli.exit_codes import set_exit_code
 
-# the final metrics a job reports: (objective, quality, covered, of how many, KL)
-MIXTURE_METRICS = ["w1", "hq_fraction", "modes_covered", "n_modes", "mode_kl"]
+# the final metrics a job reports: the objective first; n_* is "of how many" for *_covered
+MIXTURE_METRICS = ["w1", "hq_fraction", "mode_spread", "modes_covered", "n_modes", "mode_kl"]
 IMAGE_METRICS = ["fd", "classifier_score", "classes_covered", "n_classes", "class_kl"]
+# the table's short headings (the CSV keeps the full names)
+HEADINGS = {"hq_fraction": "hq", "mode_spread": "spread", "modes_covered": "modes",
+            "classifier_score": "score", "classes_covered": "classes"}
 ALL_METRICS = MIXTURE_METRICS + IMAGE_METRICS
 # a job folder without summary.json: killed (SIGKILL, out of memory, a node failure), or
 # still running or waiting in a cluster's queue
@@ -223,7 +226,7 @@ def _mean_std(stats: Optional[tuple[float, Optional[float], int]]) -> str:
     if stats is None:
         return "-"
     mean, std, _ = stats
-    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+    return f"{mean:.3g}" if not std else f"{mean:.3g}±{std:.1g}"  # no spread: the mean alone
 
 
 def _short(value: str) -> str:
@@ -248,28 +251,33 @@ def print_table(report: SweepReport, file: Any = None) -> None:
     table = Table(title=title, header_style="bold", title_justify="left")
     for key in report.group_by or ["jobs"]:
         table.add_column(key)
-    objective, quality, covered, of, kl = report.metrics
-    for name in ("n", "completed", "converged", objective, quality,
-                 covered.split("_")[0] + " (of)", kl, "time/job s", "other"):
-        table.add_column(name, justify="left" if name == "other" else "right")
+    metrics = [m for m in report.metrics if not m.startswith("n_")]  # n_*: in *_covered's cell
+    not_completed = {id(g): ", ".join(f"{c} {s}" for s, c in (
+        (s, g.count(s)) for s in ("diverged", "failed", "interrupted", MISSING)) if c)
+        for g in report.groups}
+    # a column for the jobs without a final evaluation only when there are some
+    extra = ["not completed"] if any(not_completed.values()) else []
+    for name in ("done", "converged", *(HEADINGS.get(m, m) for m in metrics), "s/job", *extra):
+        table.add_column(name, justify="left" if name in extra else "right")
     for g in report.groups:
         n = len(g.jobs)
-        others = {s: g.count(s) for s in ("diverged", "failed", "interrupted", MISSING)}
-        modes = _mean_std(g.stats.get(covered))
-        if of in g.stats and modes != "-":
-            modes += f" of {g.stats[of][0]:.0f}"
+        cells = []
+        for m in metrics:
+            cell = _mean_std(g.stats.get(m))
+            of = "n_" + m.split("_")[0]
+            if m.endswith("_covered") and of in g.stats and cell != "-":
+                cell += f" of {g.stats[of][0]:.0f}"
+            cells.append(cell)
         table.add_row(
-            *([_short(v) for v in g.params.values()] or ["all"]), str(n), f"{g.count('completed')}/{n}",
-            f"{g.converged}/{n}", _mean_std(g.stats.get(objective)),
-            _mean_std(g.stats.get(quality)), modes, _mean_std(g.stats.get(kl)),
-            _mean_std(g.stats.get("wall_time_s")),
-            ", ".join(f"{c} {s}" for s, c in others.items() if c))
+            *([_short(v) for v in g.params.values()] or ["all"]), f"{g.count('completed')}/{n}",
+            f"{g.converged}/{n}", *cells, _mean_std(g.stats.get("wall_time_s")),
+            *([not_completed[id(g)]] if extra else []))
     console.print(table)
     best = report.best()
     if best is not None:
         chosen = " ".join(f"{k}={best['params'].get(k, '')}" for k in report.swept)
         console.print(f"best: job {best['job']} ({chosen or 'the only setting'}), "
-                      f"objective (final {objective}) {best['objective']:.4g}", highlight=False)
+                      f"objective (final {report.objective}) {best['objective']:.4g}", highlight=False)
     for job in report.jobs:  # why each job that did not complete did not
         if job["status"] != "completed":
             why = job["error"] or WHY.get(job["status"], "")

@@ -20,22 +20,24 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import plots
-from gan_cli.build import build_conditioning, build_data, build_logger, build_loss, \
-    build_networks, build_optimizers, seed_everything
+from gan_cli.build import build_conditioning, build_data, build_evaluation, build_logger, \
+    build_loss, build_networks, build_optimizers, seed_everything
 from gan_cli.config import validate_train_config
 from gan_cli.console import RunConsole
 from gan_cli.device import Workload, describe_device, deterministic_mode, parallel_job_number, \
     pick_device, tf32_mode
-from gan_cli.evaluate import Evaluator, build_evaluation
+from gan_cli.evaluate import Evaluator
 from gan_cli.files import json_safe
 from gan_cli.health import STATS, HealthMonitor
 from gan_cli.labels import Conditioning
+from gan_cli.launchers import fit_threads_to_model
 from gan_cli.loggers import flat_hparams
 from gan_cli.manifest import now_iso, run_manifest
 from gan_cli.replicas import RandomDraws, SingleRun, median_row
 from gan_cli.runfolder import RunFolder
 from gan_cli.state import Evaluation, RunState
 from gan_cli.step import GANStep, Players, StepSettings, schedule
+from gan_cli.suggest import finished_run_hint
 
 TRAINING_COLUMNS = ["step", *STATS, "lr_g", "lr_d"]  # metrics.csv; evaluation metrics follow
 
@@ -150,8 +152,15 @@ def train_on(device: torch.device, device_description: str, cfg: DictConfig,
     """train() once the folder, the config and the device are settled."""
     started_at = now_iso()
     run = build_run(cfg, device)
+    # threads=null: 1 thread for small networks (more only add contention), before training
+    players = run.state.players
+    threads_line = fit_threads_to_model(cfg.get("threads"), sum(
+        p.numel() for net in (players.generator, players.discriminator)
+        for p in net.parameters()))  # replicas: their stacked weights, all R of them
     if resumed is not None:
         run.state.load_state_dict(resumed, cfg.resume, warnings.append)
+        if run.state.step >= cfg.train.steps:
+            warnings.append(finished_run_hint(cfg.resume, cfg.train.steps))
     # images: the classifier is loaded, or trained once (a minute or two), before anything
     # is written, so that a Ctrl-C meanwhile leaves no half-made run folder
     early_lines = ShownEarly()  # its lines go to train.log once that exists
@@ -163,7 +172,7 @@ def train_on(device: torch.device, device_description: str, cfg: DictConfig,
     folder.create()
     console = open_console(run, folder, [*warnings, *(
         [f"resumed at step {run.state.step} from {cfg.resume}"] if resumed is not None else []),
-        f"device: {device_description}"], early_lines)
+        f"device: {device_description}", threads_line], early_lines)
     evaluation_info = scorer.start(folder.plots if cfg.eval.plots else None)
     # replicas: one row per replica and log step, named by the replica's index and seed
     folder.start_metrics(["step", *run.axis.row_keys, *TRAINING_COLUMNS[1:], *scorer.columns],

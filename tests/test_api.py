@@ -63,12 +63,12 @@ def test_compose_reports_a_bad_override_as_hydra_does():
     from hydra.errors import ConfigCompositionException
 
     from gan_cli import compose
-    from gan_cli.errors import user_error_message
+    from gan_cli.suggest import error_line
 
     with pytest.raises(ConfigCompositionException) as e:
         compose(["data=no_such_preset"])
-    assert "data" in user_error_message(e.value) and "no_such_preset" in \
-        user_error_message(e.value)
+    assert "data" in error_line(e.value) and "no_such_preset" in \
+        error_line(e.value)
 
 
 def test_run_with_overrides_extends_a_resumed_run_in_its_own_folder(tmp_path, capsys):

@@ -84,3 +84,12 @@ def test_exact_weights_give_each_mode_its_share_to_within_one_sample():
     # 1000 x (1/7, 2/7, 4/7) = 142.9, 285.7, 571.4 (a 4-std tail may cross: allow 1 more)
     for count, expected in zip(counts, (1000 / 7, 2000 / 7, 4000 / 7)):
         assert abs(count - expected) <= 2
+
+
+def test_per_mode_stds_mix_numbers_and_lists():
+    """README's own example: one mode round, the other with a std per dimension."""
+    mix = GaussianMixture(means=[[-3.0, 0.0], [3.0, 0.0]], stds=[0.5, [0.2, 1.0]], weights=[1, 3])
+    assert mix.stds.tolist() == [[0.5, 0.5], [pytest.approx(0.2), 1.0]]
+    with pytest.raises(UserError, match=r"data.stds=\[0.5, \[0.2, 1.0, 3.0\]\]: expected one "
+                                        r"number, 2 numbers .* or a list of 2 numbers"):
+        GaussianMixture(means=[[-3.0, 0.0], [3.0, 0.0]], stds=[0.5, [0.2, 1.0, 3.0]])

@@ -69,3 +69,37 @@ def test_samples_from_the_mixture_itself_score_perfectly():
 
 def test_default_w1_tol_is_a_fifth_of_the_mean_std():
     assert default_w1_tol(GaussianMixture(means=[0.0, 5.0], stds=[0.5, 1.5])) == pytest.approx(0.2)
+
+
+def test_a_g_squeezed_inside_each_mode_keeps_hq_but_is_not_converged():
+    """Issue 26: G puts every sample within a fifth of each mode's width of its centre. hq
+    and modes read perfect; mode_spread (about 0.2) and so converged_at_step do not."""
+    mix = GaussianMixture(means=[-4.0, 0.0, 4.0], stds=0.5)
+    g = torch.Generator().manual_seed(0)
+    real = mix.sample(10_000, generator=g, exact_weights=True)
+    good = mix.sample(10_000, generator=g, exact_weights=True)
+    squeezed = mix.means[mix.balanced_labels(10_000)] + 0.1 * torch.randn(10_000, 1, generator=g)
+    collapsed = evaluate_mixture(squeezed, real, mix)
+    assert collapsed["hq_fraction"] == 1.0 and collapsed["modes_covered"] == 3
+    assert collapsed["mode_spread"] == pytest.approx(0.1 / 0.5, rel=0.05)
+    fine = evaluate_mixture(good, real, mix)
+    assert fine["mode_spread"] > 0.95
+    # w1 is loose enough here for both to pass it: only the spread tells them apart
+    w1_tol = max(collapsed["w1"], fine["w1"]) + 1e-6
+    assert not is_converged(collapsed, w1_tol) and is_converged(fine, w1_tol)
+
+
+def test_mode_spread_takes_the_worst_mode_and_dimension():
+    mix = GaussianMixture(means=[[0.0, 0.0], [10.0, 0.0]], stds=1.0)
+    g = torch.Generator().manual_seed(1)
+    real = mix.sample(20_000, generator=g, exact_weights=True)
+    fake = mix.sample(20_000, generator=g, exact_weights=True)
+    second = fake[:, 0] > 5  # mode 1 squeezed to half its width in y only: r = 0.5
+    fake[second, 1] *= 0.5
+    from gan_cli.evaluate import mode_spread
+
+    assert mode_spread(fake, real, mix) == pytest.approx(0.5, abs=0.03)
+    fake[second, 1] *= 4.0  # now twice as wide: the 3-sigma cut trims the tails (hq drops)
+    assert 0.5 < mode_spread(fake, real, mix) < 0.8
+    assert mode_spread(real[:10], real, mix) > 0  # few samples: still a number
+    assert mode_spread(torch.full((100, 2), 50.0), real, mix) == 0.0  # nothing covered

@@ -82,3 +82,28 @@ def test_start_up_shows_device_config_and_folder(run_tiny, capsys):
     assert "generator  Adam  lr=0.001" in head
     _, _ = run_tiny("print_config=false", run_dir=run_dir.parent / "quiet")
     assert "GaussianMixture" not in capsys.readouterr().out
+
+
+def test_git_commit_of_a_package_installed_from_the_clone_it_runs_in(tmp_path, monkeypatch):
+    """`pip install .` from a clone, then gan-train inside it: the clone's commit (issue 26:
+    it was null), but only while its gan_cli/ holds exactly the installed files."""
+    import shutil
+    from pathlib import Path
+
+    import gan_cli
+    from gan_cli import manifest
+
+    checkout = manifest._toplevel(Path(__file__).parent)
+    if checkout is None or not (checkout / "gan_cli").is_dir():
+        pytest.skip("the tests do not run from a git checkout")
+    installed = tmp_path / "site-packages" / "gan_cli"
+    shutil.copytree(checkout / "gan_cli", installed, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(gan_cli, "__file__", str(installed / "__init__.py"))
+    monkeypatch.chdir(checkout / "tests")  # anywhere inside the clone
+    head = manifest._git(checkout, "rev-parse", "HEAD")
+    assert re.fullmatch(r"[0-9a-f]{40}", head) and manifest.git_commit() == head
+    monkeypatch.chdir(tmp_path)  # run outside any clone: nothing vouches for the code
+    assert manifest.git_commit() is None
+    monkeypatch.chdir(checkout)
+    (installed / "cli.py").write_text("# installed from another version\n")
+    assert manifest.git_commit() is None

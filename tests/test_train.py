@@ -18,7 +18,8 @@ def test_run_folder_is_complete(run_tiny):
     summary, run_dir = run_tiny()
     assert summary["status"] == "completed" and summary["step"] == 60
     assert summary["device"] == "cpu" and summary["seed"] == 0
-    assert set(summary["metrics"]) == {"w1", "hq_fraction", "modes_covered", "n_modes", "mode_kl"}
+    assert set(summary["metrics"]) == {"w1", "hq_fraction", "mode_spread", "modes_covered",
+                                       "n_modes", "mode_kl"}
     assert summary["metrics"]["n_modes"] == 3
     assert summary["objective"] == summary["metrics"]["w1"]
     assert summary["train_time_s"] <= summary["wall_time_s"]
@@ -29,7 +30,7 @@ def test_run_folder_is_complete(run_tiny):
     assert [int(r["step"]) for r in rows] == [20, 30, 40, 60]
     assert list(rows[0]) == ["step", "d_loss", "g_loss", "d_real", "d_fake", "d_acc_real",
                              "d_acc_fake", "grad_norm_d", "grad_norm_g", "lr_g", "lr_d",
-                             "w1", "hq_fraction", "modes_covered", "mode_kl"]
+                             "w1", "hq_fraction", "mode_spread", "modes_covered", "mode_kl"]
     assert rows[0]["w1"] == "" and rows[1]["w1"] != ""  # metrics only on evaluation rows
     assert float(rows[-1]["w1"]) == pytest.approx(summary["metrics"]["w1"])
     for r in rows:

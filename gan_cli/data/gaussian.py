@@ -28,6 +28,27 @@ def draws_by_multinomial(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
+def _per_mode_stds(stds: Any, k: int, d: int) -> torch.Tensor:
+    """stds as a tensor: a number, K numbers, K lists of d, or K entries each a number
+    (the same std in every dimension) or a list of d (README: `stds: [0.5, [0.2, 1.0]]`)."""
+    if not hasattr(stds, "__len__") or isinstance(stds, str):
+        return _as_float_tensor(stds, "stds")
+    entries = list(stds)
+    if len(entries) == k and any(hasattr(s, "__len__") for s in entries):
+        entries = [list(s) if hasattr(s, "__len__") else [s] * d for s in entries]  # (K, d)
+    try:
+        return _as_float_tensor(entries, "stds")
+    except UserError:
+        raise UserError(f"data.stds={_plain(stds)}: expected one number, {k} numbers (one per "
+                        f"mode) or {k} entries each a number or a list of {d} numbers") from None
+
+
+def _plain(value: Any) -> Any:
+    """An OmegaConf ListConfig (or a nested one) as plain lists, for messages."""
+    return [_plain(v) for v in value] if hasattr(value, "__len__") and \
+        not isinstance(value, str) else value
+
+
 class GaussianMixture:
     """K components N(mean_k, diag(std_k^2)) with mixing weights w_k.
 
@@ -46,7 +67,7 @@ class GaussianMixture:
             raise UserError(f"data.means={list(means)}: expected numbers or lists of d numbers")
         k, d = mu.shape
 
-        sd = _as_float_tensor(stds if not hasattr(stds, "__len__") else list(stds), "stds")
+        sd = _per_mode_stds(stds, k, d)
         if sd.dim() == 0:
             sd = sd.expand(k, d)
         elif sd.dim() == 1 and sd.shape[0] == k:
