@@ -30,7 +30,8 @@ def message_for(*overrides: str) -> str:
     ("optim.lr=1e-3", "did you mean optim.discriminator.lr=1e-3 or optim.generator.lr=1e-3?"),
     ("dat=ring8", "did you mean data=ring8?"),
     ("data=ring9", "Available options in 'data': bimodal, evenly_spaced, fashion_mnist, grid25, "
-                   "mnist, ring8, trimodal, unimodal; did you mean data=ring8?"),
+                   "image_folder, mnist, points, ring8, trimodal, unimodal; did you mean "
+                   "data=ring8?"),
     ("+data.mean=1", "did you mean data.means=1?"),
 ])
 def test_misspellings_get_the_closest_valid_spelling(override, must_say):
