@@ -137,9 +137,8 @@ def test_runs_started_together_get_their_own_folders(tmp_path):
 def test_hydra_flags_keep_working(tmp_path):
     proc = run(["gan-train", "--help"], tmp_path)
     assert proc.returncode == 0 and proc.stdout.startswith("gan-train: train a GAN")
-    assert "bimodal, evenly_spaced, fashion_mnist, grid25, image_folder, mnist, points, ring8, "
-        "trimodal, unimodal" \
-        in proc.stdout
+    assert "bimodal, evenly_spaced, fashion_mnist, grid25, image_folder, mnist, points, ring8, " \
+        "trimodal, unimodal" in proc.stdout
     proc = run(["gan-sample", "--help"], tmp_path)
     assert proc.returncode == 0 and "ckpt=<run folder or .pt>" in proc.stdout
     proc = run(["gan-train", "--cfg", "job", "data=bimodal"], tmp_path)
