@@ -32,6 +32,8 @@ class TrainLoop:
     ema: Optional[float] = 0.999  # decay of an EMA of G's weights used to evaluate and sample; null = off
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs at step 0, falling linearly to 0
     unroll_steps: int = 0  # G's loss sees D after this many look-ahead updates (unrolled GAN); 0 = off
+    # dtype of the networks' forward passes: fp32 | bf16 (CPU with AMX/AVX-512-BF16, or GPU) | fp16 (GPU, with a gradient scaler); losses, penalties, statistics and the checkpoint's weights stay fp32
+    precision: str = "fp32"
     replicas: int = 1  # independent GANs (seeds seed..seed+R-1) trained as one batched computation
 
 
@@ -369,6 +371,7 @@ MINIBATCH_LAYERS = ("none", "stddev", "discrimination")
 UPSAMPLING = ("transposed", "resize_conv")
 NORMS = ("batch", "virtual_batch")
 WANDB_MODES = ("online", "offline", "disabled")
+PRECISIONS = ("fp32", "bf16", "fp16")  # train.precision (the dtypes: device.PRECISIONS)
 
 
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -394,6 +397,8 @@ def validate_train_config(cfg: DictConfig) -> None:
         _positive(f"train.{key}", t[key], integer=True, allow_null=True)
     if t.ema is not None:
         _require(0.0 <= t.ema < 1.0, "train.ema", t.ema, "must be in [0, 1) or null")
+    _require(t.precision in PRECISIONS, "train.precision", t.precision,
+             f"allowed: {', '.join(PRECISIONS)}")
     _require(math.isfinite(t.instance_noise) and t.instance_noise >= 0, "train.instance_noise",
              t.instance_noise, "must be a standard deviation >= 0 (0 = off)")
     _require(t.unroll_steps >= 0, "train.unroll_steps", t.unroll_steps, "must be >= 0 (0 = off)")

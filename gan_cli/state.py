@@ -87,6 +87,7 @@ class RunState:
             "opt_g": p.opt_g.state_dict(),
             "opt_d": p.opt_d.state_dict(),
             "schedulers": [s.state_dict() for s in p.schedulers],
+            "scalers": [p.scaler_g.state_dict(), p.scaler_d.state_dict()],  # (fp16's)
             "eval_z": ev.z,
             "eval_labels": ev.labels,
             "data_shape": self.data_shape,
@@ -115,6 +116,9 @@ class RunState:
         p.opt_d.load_state_dict(state["opt_d"])
         for sched, sched_state in zip(p.schedulers, state["schedulers"]):
             sched.load_state_dict(sched_state)
+        for scaler, scaler_state in zip((p.scaler_g, p.scaler_d), state["scalers"]):
+            if scaler_state:  # (a disabled scaler's state is empty)
+                scaler.load_state_dict(scaler_state)
         ev.z = state["eval_z"].to(self.device)
         if ev.labels is not None:
             ev.labels = state["eval_labels"].to(self.device)
@@ -143,6 +147,6 @@ def migrate(state: dict, source: str) -> dict:
     if missing:
         raise UserError(f"resume={source}: the checkpoint lacks {', '.join(missing)} (written "
                         "by an older gan_cli?); gan-sample can still use it, resume cannot")
-    state = {"rng_replicas": [], "eval_labels": None, **state}
+    state = {"rng_replicas": [], "eval_labels": None, "scalers": [], **state}
     state["health"] = {"diverged": {}, **state["health"]}
     return state

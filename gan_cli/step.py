@@ -15,6 +15,7 @@ the loss class's `penalty`); nothing else in the loop needs to know about it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -40,6 +41,14 @@ class Players:
     opt_d: torch.optim.Optimizer
     schedulers: list = field(default_factory=list)  # stepped once per step
     generator_ema: Optional[nn.Module] = None
+    # fp16's gradient scalers, one per player (disabled for fp32 and bf16: then scale() is
+    # the loss itself and step() the optimizer's step)
+    scaler_g: Optional[torch.amp.GradScaler] = None
+    scaler_d: Optional[torch.amp.GradScaler] = None
+
+    def __post_init__(self) -> None:
+        self.scaler_g = self.scaler_g or torch.amp.GradScaler("cpu", enabled=False)
+        self.scaler_d = self.scaler_d or torch.amp.GradScaler("cpu", enabled=False)
 
     @property
     def generator_for_eval(self) -> nn.Module:
@@ -59,6 +68,9 @@ class StepSettings:
     instance_noise: float
     ema: Optional[float]
     image: bool  # the samples are images (labels join D's input as channels)
+    # where the networks' forward passes run: torch.autocast for train.precision=bf16/fp16,
+    # a no-op for fp32 (device.autocast_context)
+    autocast: Callable[[], Any] = contextlib.nullcontext
 
 
 def schedule(settings: StepSettings, step: int, steps: int) -> tuple[float, float]:
@@ -114,17 +126,25 @@ class GANStep:
         batch = self.settings.batch_size
         real, labels = self.draws.real(batch)  # (B, d); their (B,) labels or None
         real = self.blur(real, sigma)
-        with torch.no_grad():  # fakes of the real batch's classes
-            fake = self.blur(G(cond.generator_input(self.draws.noise(batch), labels)), sigma)
-        (real_logits, real_class), (fake_logits, fake_class) = self.judge_both(real, fake, labels)
+        with torch.no_grad(), self.settings.autocast():  # fakes of the real batch's classes
+            fake = G(cond.generator_input(self.draws.noise(batch), labels)).float()
+        fake = self.blur(fake, sigma)
+        with self.settings.autocast():
+            (real_logits, real_class), (fake_logits, fake_class) = \
+                self.judge_both(real, fake, labels)
+        # the objectives, and the penalties' own D passes, in fp32 (a gradient norm in
+        # half precision overflows: StudioGAN #175)
         d_loss = self.axis.per_replica(loss.d_loss)(real_logits, fake_logits) + \
             loss.penalty(lambda x: self.judge(x, labels)[0], real, fake) + \
             cond.aux_loss(real_class, labels) + cond.aux_loss(fake_class, labels)
         opt_d.zero_grad(set_to_none=True)
         # replicas: the sum's gradient for each replica's weights is its own loss's
-        d_loss.sum().backward()
+        scaler = self.players.scaler_d
+        scaler.scale(d_loss.sum()).backward()
+        scaler.unscale_(opt_d)  # (fp16) the true gradients, for their norm and the update
         grad_norm = self.grad_norm_d()
-        opt_d.step()
+        scaler.step(opt_d)
+        scaler.update()
         loss.after_d_step(self.players.discriminator)  # e.g. WGAN's weight clipping
         return d_loss, real_logits, fake_logits, grad_norm
 
@@ -137,16 +157,18 @@ class GANStep:
                               real_batch=lambda: self.blur(self.draws.real(batch)[0], sigma),
                               fake_batch=lambda: self.blur(G(self.draws.noise(batch)), sigma))
         labels = self.draws.labels(batch)  # (B,) classes for G to draw, or None
-        with frozen(self.d_weights):  # D's input gradient only, not its weights'
-            fake = self.blur(G(cond.generator_input(self.draws.noise(batch), labels)), sigma)
-            fake_logits, fake_class = self.judge(fake, labels, critic)
+        with frozen(self.d_weights), self.settings.autocast():  # D's input gradient only
+            fake = G(cond.generator_input(self.draws.noise(batch), labels)).float()
+            fake_logits, fake_class = self.judge(self.blur(fake, sigma), labels, critic)
         g_loss = self.axis.per_replica(self.loss.g_loss)(fake_logits) + \
             cond.aux_loss(fake_class, labels)
-        opt_g = self.players.opt_g
+        opt_g, scaler = self.players.opt_g, self.players.scaler_g
         opt_g.zero_grad(set_to_none=True)
-        g_loss.sum().backward()
+        scaler.scale(g_loss.sum()).backward()
+        scaler.unscale_(opt_g)
         grad_norm = self.grad_norm_g()
-        opt_g.step()
+        scaler.step(opt_g)
+        scaler.update()
         return g_loss, grad_norm
 
     def blur(self, x: torch.Tensor, sigma: Scalar) -> torch.Tensor:
@@ -160,8 +182,8 @@ class GANStep:
         """D's logits (B / pack, 1) on samples x of classes `labels` (None: no labels) and,
         for AC-GAN, its class logits (B, K) (else None)."""
         critic = critic or self.players.discriminator
-        return self.cond.split(critic(self.cond.discriminator_input(x, labels,
-                                                                    self.settings.image)))
+        out = critic(self.cond.discriminator_input(x, labels, self.settings.image))
+        return self.cond.split(out.float())  # (under autocast: back to fp32 for the losses)
 
     def judge_both(self, real: torch.Tensor, fake: torch.Tensor, labels: Optional[torch.Tensor]):
         """judge() of real and of fake samples of the same classes: (real's, fake's)."""

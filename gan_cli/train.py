@@ -9,6 +9,7 @@ state.py, what it writes in runfolder.py, how it is scored in evaluate.py.
 from __future__ import annotations
 
 import copy
+import functools
 import signal
 import time
 from contextlib import contextmanager
@@ -24,8 +25,8 @@ from gan_cli.build import build_conditioning, build_data, build_evaluation, buil
     build_loss, build_networks, build_optimizers, seed_everything
 from gan_cli.config import validate_train_config
 from gan_cli.console import RunConsole
-from gan_cli.device import Workload, describe_device, deterministic_mode, parallel_job_number, \
-    pick_device, tf32_mode
+from gan_cli.device import Workload, autocast_context, check_precision, describe_device, \
+    deterministic_mode, grad_scaler, parallel_job_number, pick_device, tf32_mode
 from gan_cli.evaluate import Evaluator
 from gan_cli.files import json_safe
 from gan_cli.health import STATS, HealthMonitor
@@ -107,11 +108,13 @@ def build_run(cfg: DictConfig, device: torch.device) -> Run:
     # G's exponential moving average, used for evaluation and sampling when train.ema is set
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if t.ema is not None else None
     players = Players(G, models.discriminator, optims.generator, optims.discriminator,
-                      optims.schedulers, G_ema)
+                      optims.schedulers, G_ema, scaler_g=grad_scaler(t.precision, device),
+                      scaler_d=grad_scaler(t.precision, device))
     settings = StepSettings(batch_size=t.batch_size, d_steps=t.d_steps or loss.n_critic,
                             g_steps=t.g_steps, unroll_steps=t.unroll_steps,
                             instance_noise=t.instance_noise, ema=t.ema,
-                            image=len(data.shape) > 1)
+                            image=len(data.shape) > 1,
+                            autocast=functools.partial(autocast_context, t.precision, device))
     draws = RandomDraws(data, models.noise, axis, labelled=cond.conditional)
     step = GANStep(players, loss, cond, draws, axis, settings)
     # evaluation draws from its own generators so it never shifts the training stream
@@ -140,6 +143,7 @@ def train(cfg: DictConfig, run_dir: str, overrides: Sequence[str] = ()) -> dict:
     job, workload = parallel_job_number(), Workload.of(cfg)
     device = pick_device(cfg.device, workload, job)
     description = describe_device(device, cfg.device, workload, job)
+    check_precision(cfg.train.precision, device)  # fp16 needs a GPU
     # backend switches for this run only (a later sweep job in this process starts clean);
     # entered before anything touches CUDA
     with deterministic_mode(cfg.deterministic, device, warn=warnings.append), \
