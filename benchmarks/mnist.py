@@ -1,6 +1,7 @@
 """Our runner against the reference script on MNIST-shaped images (issue: speed, item 1).
 
     python benchmarks/mnist.py [--model mlp|dcgan] [--repeats 5] [--steps 300]
+    python benchmarks/mnist.py --model dcgan --precision    # bf16 against fp32
     python benchmarks/mnist.py --fast        # CI: 1 repeat of 20 steps (ratios only)
 
 Writes a synthetic MNIST-shaped set (random 28 x 28 digits-sized images, 10 labels;
@@ -11,6 +12,12 @@ Dataset + DataLoader, `--repeats` times with the same torch thread count each. P
 the medians of images/s in the training loop (our evaluation and the classifier's
 one-off training excluded: summary.json's steps_per_sec x batch) and of the wall
 time, and our/reference ratios (target for the MLP: 1.3x images/s).
+
+--precision compares train.precision=bf16 with fp32 instead (target 1.4x images/s for
+the DCGAN): the speed as above, interleaved; then the quality, on real handwriting
+(scikit-learn's 1,797 digits as MNIST files, scripts/digits_to_idx.py): fd and
+classes_covered after --steps steps for --seeds seeds each, so that bf16's values
+can be judged against fp32's seed-to-seed spread.
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=60_000, help="training images")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--fast", action="store_true", help="1 repeat of 20 steps (CI)")
+    parser.add_argument("--precision", action="store_true", help="bf16 against fp32")
+    parser.add_argument("--seeds", type=int, default=3, help="--precision: quality seeds")
     args = parser.parse_args()
     if args.fast:
         args.repeats, args.steps, args.images = 1, 20, 2000
@@ -73,9 +82,19 @@ def main() -> None:
                   f"train.steps={args.steps}", "train.eval_every=null", "train.ckpt_every=null",
                   "eval.n_samples=500", "eval.plots=false", "print_config=false", "device=cpu"]
 
-        def ours(i: int) -> tuple[float, float]:
-            wall, summary, peak = gan_train(preset, Path(root) / f"run_{i}", args.threads)
+        def ours(i: int, extra: tuple = ()) -> tuple[float, float]:
+            wall, summary, peak = gan_train([*preset, *extra],
+                                            Path(root) / f"run_{i}{'_'.join(extra)}",
+                                            args.threads)
             return wall, summary["steps_per_sec"] * batch, peak
+
+        if args.precision:
+            compare(f"MNIST {args.model}, {args.steps} steps, batch {batch}, {args.threads} "
+                    "thread(s)", "images/s",
+                    {"bf16": lambda i: ours(i, ("train.precision=bf16",)), "fp32": ours},
+                    args.repeats, target=1.4)
+            quality(args, Path(root))
+            return
 
         def reference(i: int) -> tuple[float, float]:
             wall, out, peak = reference_script("reference_mnist.py", [
@@ -87,6 +106,31 @@ def main() -> None:
                 f"{args.threads} thread(s)", "images/s",
                 {"gan-train": ours, "reference": reference}, args.repeats,
                 target=1.3 if args.model == "mlp" else 1.0)
+
+
+def quality(args: argparse.Namespace, root: Path) -> None:
+    """fd and classes_covered of fp32 and bf16 runs on real digits, per seed."""
+    import subprocess
+    import sys
+
+    digits = root / "digits"
+    subprocess.run([sys.executable, str(Path(__file__).parents[1] / "scripts" /
+                                        "digits_to_idx.py"), str(digits)], check=True,
+                   capture_output=True)
+    steps = 20 if args.fast else max(args.steps, 1000)
+    print(f"\nquality on the 1,797 real digits after {steps} steps (the classifier is "
+          "trained once, then cached):")
+    for seed in range(1 if args.fast else args.seeds):
+        cells = []
+        for precision in ("fp32", "bf16"):
+            _, summary, _ = gan_train([
+                f"experiment=mnist_{args.model}", f"data.root={digits}", "data.download=false",
+                f"train.steps={steps}", "train.eval_every=null", "train.ckpt_every=null",
+                "eval.plots=false", "print_config=false", "device=cpu", f"seed={seed}",
+                f"train.precision={precision}"], root / f"q_{precision}_{seed}", args.threads)
+            m = summary["metrics"]
+            cells.append(f"{precision}: fd {m['fd']:.2f} classes {m['classes_covered']}/10")
+        print(f"  seed {seed}:  " + "   ".join(cells), flush=True)
 
 
 if __name__ == "__main__":

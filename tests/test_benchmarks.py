@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,3 +44,12 @@ def test_the_startup_benchmark_times_help_and_the_smoke_run():
     for name, target in (("gan-train --help", "1.5"), ("gan-train experiment=smoke", "10")):
         assert re.search(rf"^  {re.escape(name)} +[\d.]+ s wall +\d+ MB peak +\((within|over) "
                          rf"the {target} s target\)$", out, re.M), name
+
+
+@pytest.mark.slow  # trains the digit classifier once (a minute or two) and six short runs
+def test_the_mnist_precision_benchmark_compares_bf16_with_fp32():
+    out = run_benchmark("mnist.py", "--model", "dcgan", "--precision", "--fast")
+    for name in ("bf16", "fp32"):
+        assert re.search(rf"^  {name} +\d+ images/s in training", out, re.M), name
+    assert re.search(r"ratio \(bf16 / fp32\): images/s \d+\.\d\dx \(target >= 1\.4\)", out)
+    assert re.search(r"seed 0:  fp32: fd [\d.]+ classes \d+/10   bf16: fd [\d.]+ classes", out)
