@@ -81,6 +81,9 @@ def _train_task(cfg: DictConfig) -> Optional[float]:
         raise
     except Exception as e:
         if not isinstance(e, UserError) and not in_sweep:
+            if not cfg.resume:  # a crash before the run wrote anything leaves no folder either
+                record_failure(hydra_cfg.runtime.output_dir, f"{type(e).__name__}: {e}",
+                               in_sweep=False)
             raise  # a bug: Hydra shows the traceback
         # reported here, not raised, so that one bad job in a sweep does not stop the others
         if isinstance(e, UserError):
@@ -107,9 +110,11 @@ def _train_task(cfg: DictConfig) -> Optional[float]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sample")
 def _sample_task(cfg: DictConfig) -> None:
+    from gan_cli.config import validate_sample_config
     from gan_cli.sample import sample
 
     try:
+        validate_sample_config(cfg)  # before any checkpoint is read
         sample(cfg)
     except UserError as e:
         _report("gan-sample", e)
