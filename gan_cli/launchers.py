@@ -12,7 +12,7 @@ import os
 import signal
 from typing import Any, Optional
 
-from gan_cli.config import UserError
+from gan_cli.config import check_threads
 
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
@@ -48,8 +48,7 @@ def auto_threads(launcher: Any, cores: int) -> Optional[int]:
 
 def set_torch_threads(threads: Optional[int], launcher: Any) -> None:
     """Apply the `threads` config key (null = auto) before training starts."""
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise UserError(f"threads={threads}: must be a positive integer, or null (auto)")
+    check_threads(threads)
     n = threads if threads is not None else auto_threads(launcher, available_cores())
     if n is not None:
         import torch
