@@ -7,18 +7,20 @@ YAML file writes them twice.
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate as hydra_instantiate
+from hydra.utils import get_class, instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli.errors import UserError
+from gan_cli.config import validate_train_config
 from gan_cli.device import describe_device, pick_device  # noqa: F401 (moved; re-exported)
+from gan_cli.errors import UserError
 from gan_cli.labels import Conditioning
 from gan_cli.models import Affine, NoisePrior, Pack, Shift, spectral_normalise
 from gan_cli.replicas import Replicas, ReplicaRuns, SingleRun, copy_of_global_generator
@@ -30,15 +32,57 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# a config value shown in an error message is cut to this many characters (a 25-mode
+# grid's means would fill the screen)
+_SHOWN_CHARS = 60
+
+
+def _shown(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS - 3] + "..."
+
+
+def _settings(node: Any) -> str:
+    """A config node as ' (target: k=v, ...)', its values cut short; '' for no node."""
+    if node is None:
+        return ""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=False)
+    if not isinstance(node, dict):
+        return f"={_shown(node)}"
+    target = node.get("_target_")
+    values = ", ".join(f"{k}={_shown(v)}" for k, v in node.items() if not k.startswith("_"))
+    return f" ({target}: {values})" if target else f" ({values})"
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    """What hydra's InstantiationException wraps: the error the class itself raised."""
+    while isinstance(e, InstantiationException) and e.__cause__ is not None:
+        e = e.__cause__
+    return e
+
+
+@contextmanager
+def refusals_named(key: str, node: Any = None) -> Iterator[None]:
+    """Any error raised while the config node at `key` is built or first used (by our code,
+    torch, Hydra, numpy or Pillow) becomes a UserError naming the key and its values, so
+    that a value a library refuses is reported like one our own checks refuse."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as e:  # KeyboardInterrupt is not an Exception: it goes through
+        cause = _root_cause(e)
+        if isinstance(cause, UserError):
+            raise cause from None
+        why = " ".join(str(cause).split()) or type(cause).__name__  # one line
+        raise UserError(f"{key}{_settings(node)}: {why}") from e
+
+
 def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
     """hydra's instantiate, with a bad node reported as a UserError naming its config key."""
-    try:
+    with refusals_named(key, node):
         return hydra_instantiate(node, **kwargs)
-    except InstantiationException as e:
-        if isinstance(e.__cause__, UserError):
-            raise e.__cause__ from None
-        cause = e.__cause__ if e.__cause__ is not None else e
-        raise UserError(f"{key}: cannot build {node.get('_target_')} ({cause})") from None
 
 
 def build_data(data_cfg: DictConfig, device: torch.device) -> Any:
@@ -63,7 +107,8 @@ def build_conditioning(model_cfg: DictConfig, loss_cfg: DictConfig, data: Any) -
     if not getattr(data, "n_classes", 0):  # your own data without labels
         raise UserError("model.conditional=true needs labelled data: give data.label_column "
                         "(data=points) or class subfolders (data=image_folder)")
-    return Conditioning(data.n_classes, aux_weight=loss_cfg.get("aux_weight", 0.0))
+    with refusals_named("model.conditional", True):
+        return Conditioning(data.n_classes, aux_weight=loss_cfg.get("aux_weight", 0.0))
 
 
 def build_models(model_cfg: DictConfig, data: Any, device: torch.device,
@@ -78,7 +123,8 @@ def build_models(model_cfg: DictConfig, data: Any, device: torch.device,
     noise_cfg["dim"] = noise_cfg["dim"] or data.dim
     shape = list(data.shape)  # one sample's: [d], or [C, H, W] for images
     labels = conditioning  # a conditional G's input is z and a label's one-hot code
-    noise = NoisePrior(**noise_cfg, device=device)
+    with refusals_named("model.noise", noise_cfg):
+        noise = NoisePrior(**noise_cfg, device=device)
     generator = instantiate(g_cfg, "model.generator", out_dim=shape, _convert_="all",
                             in_dim=noise.width + labels.generator_extra_inputs)
     d_cfg = OmegaConf.to_container(model_cfg.discriminator)
@@ -89,10 +135,11 @@ def build_models(model_cfg: DictConfig, data: Any, device: torch.device,
     packed = [pack * (shape[0] + labels.discriminator_extra_inputs), *shape[1:]]
     discriminator = instantiate(d_cfg, "model.discriminator", in_dim=packed, _convert_="all",
                                 out_dim=1 + labels.discriminator_extra_outputs)
-    if spectral_norm:
-        discriminator = spectral_normalise(discriminator)
-    if pack > 1:
-        discriminator = torch.nn.Sequential(Pack(pack), discriminator)
+    with refusals_named("model.discriminator", d_cfg):
+        if spectral_norm:
+            discriminator = spectral_normalise(discriminator)
+        if pack > 1:
+            discriminator = torch.nn.Sequential(Pack(pack), discriminator)
     if model_cfg.get("center", False) and len(shape) == 1:  # (images are already in [-1, 1])
         # the networks see the data centred on 0, where their layers' initial kinks lie:
         # without it, D is nearly linear around N(4, 0.5) and cannot tell G's too-narrow
@@ -110,7 +157,8 @@ def build_models(model_cfg: DictConfig, data: Any, device: torch.device,
             discriminator = torch.nn.Sequential(Affine(
                 torch.cat([1 / scale, torch.ones_like(label_code)]),
                 torch.cat([-mean / scale, label_code])), discriminator)
-    return Models(generator.to(device), discriminator.to(device), noise)
+    with refusals_named("model"):  # e.g. no memory left on the device for the weights
+        return Models(generator.to(device), discriminator.to(device), noise)
 
 
 def build_replicas(model_cfg: DictConfig, data: Any, device: torch.device,
@@ -124,8 +172,9 @@ def build_replicas(model_cfg: DictConfig, data: Any, device: torch.device,
         seed_everything(seed)
         copies.append(build_models(model_cfg, data, device, conditioning))
         generators.append(copy_of_global_generator(device))
-    stacked = Models(Replicas([m.generator for m in copies]),
-                     Replicas([m.discriminator for m in copies]), copies[0].noise)
+    with refusals_named("train.replicas", len(seeds)):  # e.g. no memory for the stack
+        stacked = Models(Replicas([m.generator for m in copies]),
+                         Replicas([m.discriminator for m in copies]), copies[0].noise)
     return stacked, generators
 
 
@@ -163,16 +212,22 @@ class Optimizers:
     schedulers: list  # stepped once per training step; may be empty
 
 
+def _built_and_called(node: DictConfig, key: str, argument: Any) -> Any:
+    """A `_partial_: true` node (an optimizer or schedule) called with its argument: torch
+    checks the values (lr, betas, gamma...) only in that call, so it is named too."""
+    with refusals_named(key, node):
+        return hydra_instantiate(node, _convert_="all")(argument)
+
+
 def build_optimizers(optim_cfg: DictConfig, models: Models) -> Optimizers:
-    opt_g = instantiate(optim_cfg.generator, "optim.generator", _convert_="all")(
-        models.generator.parameters())
-    opt_d = instantiate(optim_cfg.discriminator, "optim.discriminator", _convert_="all")(
-        models.discriminator.parameters())
+    opt_g = _built_and_called(optim_cfg.generator, "optim.generator",
+                              models.generator.parameters())
+    opt_d = _built_and_called(optim_cfg.discriminator, "optim.discriminator",
+                              models.discriminator.parameters())
     schedule: Optional[DictConfig] = optim_cfg.get("schedule")
     schedulers = []
     if schedule is not None:
-        make = instantiate(schedule, "optim.schedule", _convert_="all")
-        schedulers = [make(opt_g), make(opt_d)]
+        schedulers = [_built_and_called(schedule, "optim.schedule", opt) for opt in (opt_g, opt_d)]
     return Optimizers(opt_g, opt_d, schedulers)
 
 
@@ -200,3 +255,35 @@ def build_evaluation(data: Any, eval_cfg: DictConfig, device: torch.device,
         evaluation.columns += ("accepted",)
         evaluation.summary_keys += ("accepted",)
     return evaluation
+
+
+@dataclass
+class Built:
+    """Every object the config describes that a run needs before its loop (the
+    evaluation and the live logger aside, which write into the run folder)."""
+
+    data: Any
+    conditioning: Conditioning
+    models: Models  # a single run's networks, or the stacked Replicas
+    axis: SingleRun  # the replica axis the loop runs them on (replicas.py)
+    loss: Any
+    optimizers: Optimizers
+
+
+def build_run(cfg: DictConfig, device: torch.device) -> Built:
+    """Validate cfg and build data, networks, loss, optimizers and schedules from it,
+    seeded with cfg.seed. Raises UserError naming the config key for any value that our
+    checks or the libraries refuse, before the caller writes anything."""
+    validate_train_config(cfg)
+    seed_everything(cfg.seed)
+    data = build_data(cfg.data, device)
+    # class labels (conditional GAN, AC-GAN) join G's and D's inputs, or D's outputs
+    cond = build_conditioning(cfg.model, cfg.loss, data)
+    models, axis = build_networks(cfg.model, data, device, cfg.seed, cfg.train.replicas, cond)
+    loss = build_loss(cfg.loss)
+    optimizers = build_optimizers(cfg.optim, models)
+    target = cfg.logger.get("_target_")
+    if target is not None:  # the logger itself writes into the run folder: only its class here
+        with refusals_named("logger", cfg.logger):
+            get_class(target)
+    return Built(data, cond, models, axis, loss, optimizers)

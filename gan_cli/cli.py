@@ -88,6 +88,9 @@ def _train_task(cfg: DictConfig) -> Optional[float]:
         raise
     except Exception as e:
         if not isinstance(e, UserError) and not in_sweep:
+            if not cfg.resume:  # a crash before the run wrote anything leaves no folder either
+                RunFolder(hydra_cfg.runtime.output_dir).record_failure(
+                    f"{type(e).__name__}: {e}", in_sweep=False)
             raise  # a bug: Hydra shows the traceback
         # reported here, not raised, so that one bad job in a sweep does not stop the others
         if isinstance(e, UserError):

@@ -374,38 +374,124 @@ WANDB_MODES = ("online", "offline", "disabled")
 PRECISIONS = ("fp32", "bf16", "fp16")  # train.precision (the dtypes: device.PRECISIONS)
 
 
+# Upper limits: a value beyond them cannot be meant, and would exhaust memory or time or
+# overflow float32 training (a 10^12 batch, 10^12 D steps per step, lr 1e300) instead of
+# being refused here with the limit
+MAX_STEPS = 10**9  # train.steps (a year at 30 steps/s)
+MAX_BATCH = 65_536  # train.batch_size, model.generator.reference_batch
+MAX_UPDATES = 1000  # train.d_steps, g_steps, unroll_steps: updates per step
+MAX_REPLICAS = 1024  # train.replicas
+MAX_EVAL_SAMPLES = 1_000_000  # eval.n_samples, and gan-sample's n
+MAX_PROJECTIONS = 4096  # eval.projections
+MAX_EVAL_WORK = 10**8  # eval.n_samples x eval.projections: the sliced W1 holds 4 such matrices
+MAX_WIDTH = 65_536  # MLP hidden widths, noise dimension and categories
+MAX_CONV_WIDTH = 4096  # DCGAN channel widths
+# data values, noise range, instance noise: float32 holds 7 digits, so a mode at 1e7
+# could not have a std of 1
+MAX_MAGNITUDE = 1e6
+# learning rates, weight decays, loss weights, init stds, WGAN's clip: a larger number
+# cannot scale a float32 tensor (torch raises an overflow error mid-step); large ones
+# below it are legal, and a run they make diverge stops as diverged (exit code 1)
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
+MAX_THREADS = 1024  # threads (torch crashes on absurd counts)
+MAX_SEED = 2**63 - 2**32  # seed (torch takes 64-bit seeds; replicas and evaluation add to it)
+
+
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
         raise UserError(f"{key}={value}: {allowed}")
 
 
-def _positive(key: str, value: Any, *, integer: bool = False, allow_null: bool = False) -> None:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive(key: str, value: Any, *, integer: bool = False, allow_null: bool = False,
+              at_most: Optional[float] = None) -> None:
     if value is None and allow_null:
         return
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-    _require(ok, key, value, "must be a positive " + ("integer" if integer else "number"))
+    ok = _is_number(value) and math.isfinite(value) and value > 0 and (
+        at_most is None or value <= at_most)
+    too_big = _is_number(value) and at_most is not None and value > at_most
+    _require(ok, key, value, f"must be at most {at_most:g}" if too_big else
+             "must be a positive " + ("integer" if integer else "number"))
+
+
+def _within(key: str, value: Any, low: float, high: float, *, low_open: bool = False,
+            high_open: bool = False, allow_null: bool = False, note: str = "") -> None:
+    """low <= value <= high (or < at an open end); NaN, infinities and null are refused
+    unless allow_null."""
+    if value is None and allow_null:
+        return
+    ok = _is_number(value) and not math.isnan(value) and \
+        (low < value if low_open else low <= value) and \
+        (value < high if high_open else value <= high)
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    _require(ok, key, value, f"must be in {interval}" + (" or null" if allow_null else "") + note)
+
+
+def check_seed(key: str, seed: Any) -> None:
+    _require(isinstance(seed, int) and 0 <= seed <= MAX_SEED, key, seed,
+             f"must be an integer in [0, {MAX_SEED}]")
+
+
+def check_threads(threads: Any) -> None:
+    """The `threads` key: torch's CPU threads, or null (auto)."""
+    _require(threads is None or (isinstance(threads, int) and 1 <= threads <= MAX_THREADS),
+             "threads", threads, f"must be a positive integer, or null (auto); at most "
+             f"{MAX_THREADS}")
+
+
+def validate_sample_config(cfg: DictConfig) -> None:
+    """gan-sample's values that need no checkpoint to judge. Raises UserError."""
+    _require(isinstance(cfg.n, int) and 1 <= cfg.n <= MAX_EVAL_SAMPLES, "n", cfg.n,
+             f"must be a positive integer of at most {MAX_EVAL_SAMPLES}")
+    check_seed("seed", cfg.seed)
+    _within("rejection_quantile", cfg.rejection_quantile, 0, 1, low_open=True, allow_null=True)
 
 
 def validate_train_config(cfg: DictConfig) -> None:
     """Check values that types alone cannot (signs, ranges, names). Raises UserError."""
     _require(bool(DEVICE_PATTERN.match(cfg.device)), "device", cfg.device,
              "allowed: auto, cpu, cuda, cuda:N, mps")
-    t = cfg.train
-    for key in ("steps", "batch_size", "g_steps", "log_every"):
-        _positive(f"train.{key}", t[key], integer=True)
-    for key in ("d_steps", "eval_every", "ckpt_every", "keep_checkpoints"):
+    check_seed("seed", cfg.seed)
+    check_threads(cfg.get("threads"))
+    _check_train_loop(cfg.train)
+    _check_eval(cfg)
+    _check_optim(cfg.optim)
+    _check_model(cfg)
+    _require(0.0 <= cfg.loss.label_smoothing < 0.5, "loss.label_smoothing",
+             cfg.loss.label_smoothing, "must be in [0, 0.5)")
+    _check_loss_combinations(cfg)
+    _check_labels(cfg)
+    if cfg.train.replicas > 1:
+        _check_replica_support(cfg)
+
+
+def _check_train_loop(t: DictConfig) -> None:
+    _positive("train.steps", t.steps, integer=True, at_most=MAX_STEPS)
+    _positive("train.batch_size", t.batch_size, integer=True, at_most=MAX_BATCH)
+    _positive("train.g_steps", t.g_steps, integer=True, at_most=MAX_UPDATES)
+    _positive("train.d_steps", t.d_steps, integer=True, allow_null=True, at_most=MAX_UPDATES)
+    _positive("train.log_every", t.log_every, integer=True)
+    for key in ("eval_every", "ckpt_every", "keep_checkpoints"):
         _positive(f"train.{key}", t[key], integer=True, allow_null=True)
-    if t.ema is not None:
-        _require(0.0 <= t.ema < 1.0, "train.ema", t.ema, "must be in [0, 1) or null")
+    _within("train.ema", t.ema, 0, 1, high_open=True, allow_null=True)
     _require(t.precision in PRECISIONS, "train.precision", t.precision,
              f"allowed: {', '.join(PRECISIONS)}")
-    _require(math.isfinite(t.instance_noise) and t.instance_noise >= 0, "train.instance_noise",
-             t.instance_noise, "must be a standard deviation >= 0 (0 = off)")
-    _require(t.unroll_steps >= 0, "train.unroll_steps", t.unroll_steps, "must be >= 0 (0 = off)")
-    _positive("train.replicas", t.replicas, integer=True)
+    _within("train.instance_noise", t.instance_noise, 0, MAX_MAGNITUDE,
+            note=" (a standard deviation; 0 = off)")
+    _within("train.unroll_steps", t.unroll_steps, 0, MAX_UPDATES, note=" (0 = off)")
+    _positive("train.replicas", t.replicas, integer=True, at_most=MAX_REPLICAS)
+
+
+def _check_eval(cfg: DictConfig) -> None:
     e = cfg.eval
-    _positive("eval.n_samples", e.n_samples, integer=True)
-    _positive("eval.projections", e.projections, integer=True)
+    _positive("eval.n_samples", e.n_samples, integer=True, at_most=MAX_EVAL_SAMPLES)
+    _positive("eval.projections", e.projections, integer=True, at_most=MAX_PROJECTIONS)
+    _require(e.n_samples * e.projections <= MAX_EVAL_WORK, "eval.projections", e.projections,
+             f"times eval.n_samples={e.n_samples} must be at most {MAX_EVAL_WORK:g} (the "
+             "sliced W1 projects every sample on every direction at once, in memory)")
     _positive("eval.hq_sigmas", e.hq_sigmas)
     _require(0 <= e.spread_tol <= 1, "eval.spread_tol", e.spread_tol,
              "must be in [0, 1] (1 = every mode exactly as wide as the data's; 0 = off)")
@@ -419,32 +505,59 @@ def validate_train_config(cfg: DictConfig) -> None:
     _require(mode is None or mode in WANDB_MODES, "logger.mode", mode,
              "allowed: null (WANDB_MODE, else online when logged in), " + ", ".join(WANDB_MODES))
 
+
+def _check_optim(optim: DictConfig) -> None:
+    """The ranges torch's optimizers and schedulers accept, checked before they are built
+    (build.py names the node for anything else they refuse)."""
     for who in ("generator", "discriminator"):
-        _positive(f"optim.{who}.lr", cfg.optim[who].lr)
-    schedule = cfg.optim.get("schedule")
-    if schedule is not None and "final_fraction" in schedule:
-        _require(0.0 < schedule.final_fraction <= 1.0, "optim.schedule.final_fraction",
-                 schedule.final_fraction, "must be in (0, 1]")
+        node, key = optim[who], f"optim.{who}"
+        _positive(f"{key}.lr", node.lr, at_most=FLOAT32_MAX)
+        _within(f"{key}.weight_decay", node.get("weight_decay", 0.0), 0, FLOAT32_MAX)
+        betas = node.get("betas")
+        _require(betas is None or (len(betas) == 2 and all(
+            _is_number(b) and 0 <= b < 1 for b in betas)), f"{key}.betas",
+            betas if betas is None else list(betas), "must be two numbers in [0, 1): "
+            "[beta1, beta2], the decays of Adam's moment averages")
+        _within(f"{key}.momentum", node.get("momentum", 0.0), 0, 1, high_open=True)
+        _within(f"{key}.alpha", node.get("alpha", 0.99), 0, 1)
+    s = optim.get("schedule")
+    if s is None:
+        return
+    if "final_fraction" in s:
+        _within("optim.schedule.final_fraction", s.final_fraction, 0, 1, low_open=True)
+        _positive("optim.schedule.total_steps", s.total_steps, integer=True)
+    if "gamma" in s:
+        _within("optim.schedule.gamma", s.gamma, 0, 1, low_open=True,
+                note=" (the factor applied every step_size steps)")
+        _positive("optim.schedule.step_size", s.step_size, integer=True)
+    if "factor" in s:
+        _within("optim.schedule.factor", s.factor, 0, 1, low_open=True)
+        _require(s.total_iters >= 0, "optim.schedule.total_iters", s.total_iters,
+                 "must be >= 0")
+
+
+def _check_model(cfg: DictConfig) -> None:
     m = cfg.model
     for who in ("generator", "discriminator"):
         node = m[who]
         if "hidden" in node:  # an MLP
             _require(node.activation in ACTIVATIONS, f"model.{who}.activation", node.activation,
                      "allowed: " + ", ".join(ACTIVATIONS))
-            _require(0.0 <= node.dropout < 1.0, f"model.{who}.dropout", node.dropout,
-                     "must be in [0, 1)")
-            _require(all(isinstance(w, int) and w > 0 for w in node.hidden),
+            _within(f"model.{who}.dropout", node.dropout, 0, 1, high_open=True)
+            _require(all(isinstance(w, int) and 0 < w <= MAX_WIDTH for w in node.hidden),
                      f"model.{who}.hidden", list(node.hidden),
-                     "must be a list of positive integers")
-            _positive(f"model.{who}.init_std", node.init_std, allow_null=True)
+                     f"must be a list of positive integers of at most {MAX_WIDTH}")
+            _positive(f"model.{who}.init_std", node.init_std, allow_null=True,
+                      at_most=FLOAT32_MAX)
         if "width" in node:  # a convolutional network
-            _positive(f"model.{who}.width", node.width, integer=True)
+            _positive(f"model.{who}.width", node.width, integer=True, at_most=MAX_CONV_WIDTH)
     g = m.generator
     if "upsample" in g:
         _require(g.upsample in UPSAMPLING, "model.generator.upsample", g.upsample,
                  "allowed: " + ", ".join(UPSAMPLING))
         _require(g.norm in NORMS, "model.generator.norm", g.norm, "allowed: " + ", ".join(NORMS))
-        _positive("model.generator.reference_batch", g.reference_batch, integer=True)
+        _positive("model.generator.reference_batch", g.reference_batch, integer=True,
+                  at_most=MAX_BATCH)
         # its reference batch is drawn as N(0, I) over G's whole input: one-hot codes there
         # would be normalised with statistics of inputs G never sees
         _require(g.norm != "virtual_batch" or not (m.get("conditional", False)
@@ -459,21 +572,18 @@ def validate_train_config(cfg: DictConfig) -> None:
     minibatch = d.get("minibatch", "none")
     _require(minibatch in MINIBATCH_LAYERS, "model.discriminator.minibatch", minibatch,
              "allowed: " + ", ".join(MINIBATCH_LAYERS))
+    batch = cfg.train.batch_size
     _positive("model.discriminator.pack", d.pack, integer=True)
-    _require(t.batch_size % d.pack == 0, "model.discriminator.pack", d.pack,
-             f"must divide train.batch_size={t.batch_size} (D judges packs of that many samples)")
+    _require(batch % d.pack == 0, "model.discriminator.pack", d.pack,
+             f"must divide train.batch_size={batch} (D judges packs of that many samples)")
     n = m.noise
     _require(n.dist in NOISE_DISTS, "model.noise.dist", n.dist, "allowed: " + ", ".join(NOISE_DISTS))
-    _positive("model.noise.dim", n.dim, integer=True, allow_null=True)
-    _require(n.categories >= 0, "model.noise.categories", n.categories,
-             "must be >= 0 (0 = no discrete latent)")
+    _positive("model.noise.dim", n.dim, integer=True, allow_null=True, at_most=MAX_WIDTH)
+    _within("model.noise.categories", n.categories, 0, MAX_WIDTH,
+            note=" (0 = no discrete latent)")
+    for end in ("low", "high"):
+        _within(f"model.noise.{end}", n[end], -MAX_MAGNITUDE, MAX_MAGNITUDE)
     _require(n.low < n.high, "model.noise.low", n.low, f"must be below model.noise.high={n.high}")
-    _require(0.0 <= cfg.loss.label_smoothing < 0.5, "loss.label_smoothing",
-             cfg.loss.label_smoothing, "must be in [0, 0.5)")
-    _check_loss_combinations(cfg)
-    _check_labels(cfg)
-    if t.replicas > 1:
-        _check_replica_support(cfg)
 
 
 def check_rejection(cfg: DictConfig, q: Optional[float], key: str) -> None:
@@ -514,8 +624,7 @@ def _check_replica_support(cfg: DictConfig) -> None:
 def _check_labels(cfg: DictConfig) -> None:
     """model.conditional and AC-GAN's loss.aux_weight (gan_cli/labels.py)."""
     aux = cfg.loss.get("aux_weight", 0.0)
-    _require(math.isfinite(aux) and aux >= 0, "loss.aux_weight", aux,
-             "must be a weight >= 0 (0 = no auxiliary classifier)")
+    _within("loss.aux_weight", aux, 0, FLOAT32_MAX, note=" (0 = no auxiliary classifier)")
     if not cfg.model.get("conditional", False):
         _require(aux == 0, "loss.aux_weight", aux, "AC-GAN needs a G told which class to "
                  "draw: add model.conditional=true (or set loss.aux_weight=0)")
@@ -532,7 +641,7 @@ def _check_loss_combinations(cfg: DictConfig) -> None:
     """Objectives that rule out an optimizer or a discriminator layer (WGAN papers)."""
     loss = cfg.loss
     if "clip" in loss:
-        _positive("loss.clip", loss.clip)
+        _positive("loss.clip", loss.clip, at_most=FLOAT32_MAX)
         opt = cfg.optim.discriminator
         momentum = opt.betas[0] if "betas" in opt else opt.get("momentum", 0.0)
         _require(momentum == 0, "optim.discriminator", opt._target_.rsplit(".", 1)[-1] +
@@ -540,7 +649,7 @@ def _check_loss_combinations(cfg: DictConfig) -> None:
                  "momentum makes unstable (Arjovsky et al.); use optim=rmsprop (the loss's own "
                  "preset), momentum 0, or loss=wgan_gp")
     if "gp_weight" in loss:
-        _positive("loss.gp_weight", loss.gp_weight)
+        _positive("loss.gp_weight", loss.gp_weight, at_most=FLOAT32_MAX)
         # the penalty constrains D's gradient per sample: a D that mixes the samples of a
         # batch (batch norm, minibatch layers) has no per-sample gradient (Gulrajani et al.)
         d = cfg.model.discriminator

@@ -12,7 +12,7 @@ import os
 import signal
 from typing import Any, Optional, Sequence
 
-from gan_cli.errors import UserError
+from gan_cli.config import check_threads
 
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
@@ -66,8 +66,7 @@ def set_torch_threads(threads: Optional[int], launcher: Any) -> None:
     """Apply the `threads` config key (null = auto) before training starts: for null, the
     share of the cores the launcher leaves this run (fit_threads_to_model then narrows it
     to the network's size once the networks are built)."""
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise UserError(f"threads={threads}: must be a positive integer, or null (auto)")
+    check_threads(threads)
     n = threads if threads is not None else auto_threads(launcher, available_cores())
     if n is not None:
         import torch

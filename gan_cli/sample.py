@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from gan_cli import plots
 from gan_cli.build import build_conditioning, build_data, build_models, pick_device
 from gan_cli.checkpoint import load_checkpoint, load_weights, run_config
-from gan_cli.config import check_rejection
+from gan_cli.config import check_rejection, validate_sample_config
 from gan_cli.errors import UserError
 from gan_cli.evaluate import generate
 from gan_cli.files import atomic_write
@@ -27,6 +27,7 @@ MAX_ROW = 32  # images per class row in a grid
 
 def sample(cfg: DictConfig) -> Path:
     """Write cfg.n samples of the checkpoint's generator to cfg.out; returns the path."""
+    validate_sample_config(cfg)  # before any checkpoint is read
     out = Path(cfg.out)
     if out.suffix not in OUTPUT_KINDS:
         raise UserError(f"out={cfg.out}: allowed endings are {', '.join(OUTPUT_KINDS)}")
@@ -45,7 +46,7 @@ def sample(cfg: DictConfig) -> Path:
     models = build_models(run_cfg.model, data, device, cond)
     replicas = run_cfg.train.get("replicas", 1)
     if replicas > 1 or cfg.replica is not None:
-        if cfg.replica is None or not 0 <= cfg.replica < replicas:
+        if cfg.replica is None or replicas == 1 or not 0 <= cfg.replica < replicas:
             raise UserError(f"replica={cfg.replica}: {cfg.ckpt} holds " + (
                 f"{replicas} replicas; choose one with replica=0..{replicas - 1} (replica k "
                 f"is seed {run_cfg.seed}+k)" if replicas > 1 else

@@ -19,7 +19,7 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -106,23 +106,43 @@ def parse_override(override: str) -> tuple[str, str]:
     return key.lstrip("+~"), value
 
 
-def read_job(folder: Path) -> list[dict]:
-    """One job folder as a row (a row per replica for train.replicas): its overrides,
-    status, final metrics and times."""
-    overrides: list[str] = []
-    overrides_file = folder / ".hydra" / "overrides.yaml"
-    if overrides_file.is_file():
-        from omegaconf import OmegaConf
+def _read_overrides(folder: Path) -> tuple[list[str], Optional[str]]:
+    """A job's command-line overrides, and what is wrong with its overrides.yaml (or None)."""
+    path = folder / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return [], None
+    from omegaconf import ListConfig, OmegaConf
 
-        overrides = [str(o) for o in OmegaConf.load(overrides_file)]
-    summary: dict = {}
-    error = None
+    try:
+        overrides = OmegaConf.load(path)
+    except Exception as e:  # yaml's and OmegaConf's parse errors share no base class
+        return [], f"unreadable .hydra/overrides.yaml ({' '.join(str(e).split())})"
+    if not isinstance(overrides, ListConfig):
+        return [], ".hydra/overrides.yaml does not hold a list of overrides"
+    return [str(o) for o in overrides], None
+
+
+def _read_summary(folder: Path) -> tuple[dict, Optional[str]]:
+    """A job's summary.json ({} when there is none), and what is wrong with it (or None)."""
     try:
         summary = json.loads((folder / "summary.json").read_text())
     except FileNotFoundError:
-        pass
+        return {}, None
     except (OSError, ValueError) as e:
-        error = f"unreadable summary.json ({e})"
+        return {}, f"unreadable summary.json ({e})"
+    if not isinstance(summary, dict) or not isinstance(summary.get("status", MISSING), str):
+        return {}, "summary.json is not a gan-train summary (no object with a status text)"
+    if not isinstance(summary.get("metrics") or {}, dict):
+        summary = {**summary, "metrics": {}}
+    return summary, None
+
+
+def read_job(folder: Path) -> list[dict]:
+    """One job folder as a row (a row per replica for train.replicas): its overrides,
+    status, final metrics and times."""
+    overrides, overrides_error = _read_overrides(folder)
+    summary, error = _read_summary(folder)
+    error = error or overrides_error
     metrics = summary.get("metrics") or {}
     row = {
         "job": folder.name,
@@ -388,9 +408,15 @@ class SweepSummary(Callback):
         set_exit_code(report.exit_code())  # jobs in other processes (joblib, submitit) too
 
 
-def report_main(argv: Optional[Sequence[str]] = None) -> None:
-    """`gan-report <sweep folder>`: the sweep summary from the job folders."""
-    parser = argparse.ArgumentParser(
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported as one line (usage: gan-report --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def report_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
         prog="gan-report",
         description="Summarise a gan-train sweep from its job folders (summary.json and "
                     ".hydra/overrides.yaml): writes sweep_summary.csv and sweep_summary.png "
@@ -398,7 +424,12 @@ def report_main(argv: Optional[Sequence[str]] = None) -> None:
                     "parameters except seed. Works on interrupted sweeps and on a cluster's "
                     "sweep folder; a job folder without summary.json counts as 'missing'.")
     parser.add_argument("sweep_dir", type=Path, help="e.g. outputs/multirun/2026-11-22/10-00-00-123456")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def report_main(argv: Optional[Sequence[str]] = None) -> None:
+    """`gan-report <sweep folder>`: the sweep summary from the job folders."""
+    args = report_parser().parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(f"gan-report: error: {args.sweep_dir}: no such folder", file=sys.stderr)
         sys.exit(2)

@@ -21,8 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import plots
-from gan_cli.build import build_conditioning, build_data, build_evaluation, build_logger, \
-    build_loss, build_networks, build_optimizers, seed_everything
+from gan_cli.build import build_evaluation, build_logger, build_run
 from gan_cli.config import validate_train_config
 from gan_cli.console import RunConsole
 from gan_cli.device import Workload, autocast_context, check_precision, describe_device, \
@@ -90,20 +89,17 @@ class Run:
     evaluator: Optional[Evaluator] = None  # built last (an image classifier may train)
 
 
-def build_run(cfg: DictConfig, device: torch.device) -> Run:
-    """Data, networks, loss, optimizers, the step and a fresh run state, from the config.
+def start_run(cfg: DictConfig, device: torch.device) -> Run:
+    """Data, networks, loss, optimizers (build.build_run: validated, every refusal named),
+    the step and a fresh run state, from the config.
 
     Random draws happen in a fixed order (seed, data, networks; then the loop), so a
     seed gives the same run whatever else changed around it.
     """
-    seed_everything(cfg.seed)
-    data = build_data(cfg.data, device)
-    # class labels (conditional GAN, AC-GAN) join G's and D's inputs, or D's outputs
-    cond = build_conditioning(cfg.model, cfg.loss, data)
+    built = build_run(cfg, device)
+    data, cond, models, axis = built.data, built.conditioning, built.models, built.axis
+    loss, optims = built.loss, built.optimizers
     t = SimpleNamespace(**OmegaConf.to_container(cfg.train, resolve=True))
-    models, axis = build_networks(cfg.model, data, device, cfg.seed, t.replicas, cond)
-    loss = build_loss(cfg.loss)
-    optims = build_optimizers(cfg.optim, models)
     G = models.generator
     # G's exponential moving average, used for evaluation and sampling when train.ema is set
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if t.ema is not None else None
@@ -155,7 +151,7 @@ def train_on(device: torch.device, device_description: str, cfg: DictConfig,
              folder: RunFolder, resumed: Optional[dict], warnings: list[str]) -> dict:
     """train() once the folder, the config and the device are settled."""
     started_at = now_iso()
-    run = build_run(cfg, device)
+    run = start_run(cfg, device)
     # threads=null: 1 thread for small networks (more only add contention), before training
     players = run.state.players
     threads_line = fit_threads_to_model(cfg.get("threads"), sum(

@@ -180,13 +180,13 @@ def test_deterministic_is_on_during_its_run_and_off_after_it(run_tiny, monkeypat
     process must not inherit it."""
     import gan_cli.train as train_module
 
-    seen, real_build = [], train_module.build_run
+    seen, real_build = [], train_module.start_run
 
     def spy(*args, **kwargs):
         seen.append(torch.are_deterministic_algorithms_enabled())
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "build_run", spy)
+    monkeypatch.setattr(train_module, "start_run", spy)
     assert not torch.are_deterministic_algorithms_enabled()
     try:
         summary, _ = run_tiny("deterministic=true")

@@ -7,6 +7,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from gan_cli.config import MAX_MAGNITUDE
 from gan_cli.errors import UserError
 
 
@@ -15,8 +16,9 @@ def _as_float_tensor(value: Any, key: str) -> torch.Tensor:
         t = torch.tensor(value, dtype=torch.float32)
     except (TypeError, ValueError):
         raise UserError(f"data.{key}={value}: expected numbers or equal-length lists of numbers")
-    if not torch.isfinite(t).all():
-        raise UserError(f"data.{key}={value}: every value must be finite")
+    if not (torch.isfinite(t) & (t.abs() <= MAX_MAGNITUDE)).all():
+        raise UserError(f"data.{key}={value}: every value must be finite and at most "
+                        f"{MAX_MAGNITUDE:g} in size (float32 training overflows beyond)")
     return t
 
 
@@ -165,11 +167,19 @@ class GaussianMixture:
         return f"{self.n_modes}-mode Gaussian mixture in {self.dim}-D"
 
 
+MAX_MODES = 10_000  # data.k: more modes than evaluation samples could tell apart
+
+
 def evenly_spaced(k: int, spacing: float = 4.0, std: float = 0.5,
                   device: str | torch.device = "cpu") -> GaussianMixture:
     """k equal 1-D modes `spacing` apart, centred on 0 (k = 3: -4, 0, 4, the tri-modal data)."""
-    if not (isinstance(k, int) and k >= 1):
-        raise UserError(f"data.k={k}: the number of modes must be a positive integer")
-    if not spacing > 0:
-        raise UserError(f"data.spacing={spacing}: must be > 0")
+    if not (isinstance(k, int) and 1 <= k <= MAX_MODES):
+        raise UserError(f"data.k={k}: the number of modes must be a positive integer of at "
+                        f"most {MAX_MODES}")
+    # the widest mixture's outer centre, (k - 1) / 2 spacings out, stays within the limit
+    if not (0 < spacing and spacing * (k - 1) / 2 <= MAX_MAGNITUDE):
+        raise UserError(f"data.spacing={spacing}: must be > 0, with the outer modes within "
+                        f"{MAX_MAGNITUDE:g} of 0")
+    if not 0 < std <= MAX_MAGNITUDE:
+        raise UserError(f"data.std={std}: must be a standard deviation in (0, {MAX_MAGNITUDE:g}]")
     return GaussianMixture([spacing * (i - (k - 1) / 2) for i in range(k)], std, device=device)
