@@ -1,7 +1,7 @@
 """The run state: everything a run's future depends on, in one object whose state_dict()
 is what a checkpoint holds (the only definition of a checkpoint).
 
-What resume guarantees (README, "Reliability"): a run resumed from the checkpoint of
+What resume guarantees (docs/reliability.md): a run resumed from the checkpoint of
 step s repeats, on the same device and thread count, exactly what the uninterrupted
 run did after step s — so the state holds the weights, optimizer and schedule
 states, G's EMA, the fixed evaluation noise, the metrics rows so far, the running

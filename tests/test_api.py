@@ -1,4 +1,4 @@
-"""The Python API (gan_cli.compose / gan_cli.run): the README's example, as written, and
+"""The Python API (gan_cli.compose / gan_cli.run): the example of docs/watching.md, as written, and
 the same config and run folders as gan-train."""
 
 from __future__ import annotations
@@ -14,22 +14,22 @@ from omegaconf import OmegaConf
 
 from conftest import TINY
 
-README = Path(__file__).parents[1] / "README.md"
+GUIDE = Path(__file__).parents[1] / "docs" / "watching.md"
 
 
-def readme_example() -> str:
-    """The python block under the README's "From Python" heading."""
-    found = re.search(r"^#+ From Python\n.*?```python\n(.*?)```", README.read_text(),
+def guide_example() -> str:
+    """The python block under docs/watching.md's "From Python" heading."""
+    found = re.search(r"^#+ From Python\n.*?```python\n(.*?)```", GUIDE.read_text(),
                       re.S | re.M)
-    assert found, "README.md has no ```python block under a 'From Python' heading"
+    assert found, "docs/watching.md has no ```python block under a 'From Python' heading"
     return found.group(1)
 
 
-def test_the_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
-    code = readme_example()
+def test_the_guide_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    code = guide_example()
     assert len(code.strip().splitlines()) <= 5
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, str(GUIDE), "exec"), {})
     (summary_file,) = tmp_path.glob("outputs/*-*-*/*-*-*-*/summary.json")  # the CLI's layout
     summary = json.loads(summary_file.read_text())
     assert summary["status"] == "completed" and summary["step"] == 100

@@ -87,7 +87,7 @@ def test_exact_weights_give_each_mode_its_share_to_within_one_sample():
 
 
 def test_per_mode_stds_mix_numbers_and_lists():
-    """README's own example: one mode round, the other with a std per dimension."""
+    """docs/config.md's own-preset example: one mode round, the other with a std per dimension."""
     mix = GaussianMixture(means=[[-3.0, 0.0], [3.0, 0.0]], stds=[0.5, [0.2, 1.0]], weights=[1, 3])
     assert mix.stds.tolist() == [[0.5, 0.5], [pytest.approx(0.2), 1.0]]
     with pytest.raises(UserError, match=r"data.stds=\[0.5, \[0.2, 1.0, 3.0\]\]: expected one "

@@ -1,4 +1,4 @@
-"""Sweeps (README, "Sweeps"): the exit code and summary of a sweep, its launchers (joblib,
+"""Sweeps (docs/sweeps.md): the exit code and summary of a sweep, its launchers (joblib,
 submitit's local executor, the SLURM presets), Optuna, gan-report and thread pinning."""
 
 import csv

@@ -32,7 +32,7 @@ def draws_by_multinomial(device: torch.device) -> bool:
 
 def _per_mode_stds(stds: Any, k: int, d: int) -> torch.Tensor:
     """stds as a tensor: a number, K numbers, K lists of d, or K entries each a number
-    (the same std in every dimension) or a list of d (README: `stds: [0.5, [0.2, 1.0]]`)."""
+    (the same std in every dimension) or a list of d (docs/config.md: `stds: [0.5, [0.2, 1.0]]`)."""
     if not hasattr(stds, "__len__") or isinstance(stds, str):
         return _as_float_tensor(stds, "stds")
     entries = list(stds)

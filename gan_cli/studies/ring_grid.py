@@ -193,10 +193,10 @@ def write_report(results: list[Result], path: Path, command: str,
         "[−10, 10] and 30,000 steps, evaluated on the samples that discriminator rejection "
         "sampling keeps (Azadi et al. 2019), a remedy neither paper used. "
         "`model.discriminator.pack=4` alone, on the default networks, covers far fewer modes "
-        "here (see the README's table).",
+        "here (see docs/toolbox.md's table).",
         "- The high-quality share is ours to the same definition; PacGAN's plain GAN reaches "
         "a high share on the modes it keeps, while ours spreads mass along the lines "
-        "between modes on grid25 unless trained longer (see the README).",
+        "between modes on grid25 unless trained longer (see docs/toolbox.md).",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
