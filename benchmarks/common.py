@@ -16,11 +16,13 @@ from typing import Callable
 HERE = Path(__file__).resolve().parent
 
 
-def timed(command: list[str]) -> tuple[float, str, float]:
-    """(wall seconds, stdout, peak resident memory in MB) of a command that must succeed."""
+def timed(command: list[str], env: dict | None = None) -> tuple[float, str, float]:
+    """(wall seconds, stdout, peak resident memory in MB) of a command that must succeed;
+    env: variables to set for it."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True,
+                                 env={**os.environ, **(env or {})})
         _, status, usage = os.wait4(child.pid, 0)  # this child's own peak memory
         wall = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -32,10 +34,13 @@ def timed(command: list[str]) -> tuple[float, str, float]:
         return wall, out.read(), usage.ru_maxrss / 1024  # ru_maxrss is in kB on Linux
 
 
-def gan_train(overrides: list[str], folder: Path, threads: int) -> tuple[float, dict, float]:
-    """(wall s, summary.json, peak MB) of one gan-train run into folder."""
+def gan_train(overrides: list[str], folder: Path, threads: int,
+              compile_cache: Path | None = None) -> tuple[float, dict, float]:
+    """(wall s, summary.json, peak MB) of one gan-train run into folder; compile_cache: the
+    inductor cache directory it uses (TORCHINDUCTOR_CACHE_DIR), None = the user's."""
+    env = {"TORCHINDUCTOR_CACHE_DIR": str(compile_cache)} if compile_cache else None
     wall, _, peak = timed([shutil.which("gan-train") or "gan-train", *overrides,
-                           f"threads={threads}", f"hydra.run.dir={folder}"])
+                           f"threads={threads}", f"hydra.run.dir={folder}"], env)
     return wall, json.loads((folder / "summary.json").read_text()), peak
 
 
@@ -67,7 +72,11 @@ def compare(title: str, unit: str, sides: dict[str, Run], repeats: int,
     for name, (walls, rates, peaks) in rows.items():
         print(f"  {name:10s} {med(rates):8.0f} {unit} in training   {med(walls):7.1f} s wall"
               f"   {med(peaks):6.0f} MB peak")
-    (ours, theirs) = list(sides)[:2]
+    (ours, theirs, *others) = list(sides)
     ratio = med(rows[ours][1]) / med(rows[theirs][1])
     print(f"  ratio ({ours} / {theirs}): {unit} {ratio:.2f}x (target >= {target:g}), "
           f"wall time {med(rows[theirs][0]) / med(rows[ours][0]):.2f}x")
+    for other in others:  # e.g. the eager and the cold-cache runs beside the compiled one
+        print(f"  ratio ({other} / {theirs}): {unit} "
+              f"{med(rows[other][1]) / med(rows[theirs][1]):.2f}x, "
+              f"wall time {med(rows[theirs][0]) / med(rows[other][0]):.2f}x")

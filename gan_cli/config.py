@@ -33,6 +33,9 @@ class TrainLoop:
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs at step 0, falling linearly to 0
     unroll_steps: int = 0  # G's loss sees D after this many look-ahead updates (unrolled GAN); 0 = off
     replicas: int = 1  # independent GANs (seeds seed..seed+R-1) trained as one batched computation
+    # the whole step as one torch.compile graph: true | false | auto (= true when at least
+    # gan_cli.compiled.AUTO_MIN_STEPS steps remain, so that the ~30 s compile pays)
+    compile: Any = "auto"
 
 
 @dataclass
@@ -331,6 +334,8 @@ def validate_train_config(cfg: DictConfig) -> None:
              t.instance_noise, "must be a standard deviation >= 0 (0 = off)")
     _require(t.unroll_steps >= 0, "train.unroll_steps", t.unroll_steps, "must be >= 0 (0 = off)")
     _positive("train.replicas", t.replicas, integer=True)
+    _require(t.compile in (True, False, "auto"), "train.compile", t.compile,
+             "allowed: true, false, auto")
     e = cfg.eval
     _positive("eval.n_samples", e.n_samples, integer=True)
     _positive("eval.projections", e.projections, integer=True)

@@ -88,7 +88,6 @@ class GANStep:
         self.joint_pass = judges_each_sample_alone(D)
 
     def __call__(self, sigma: Scalar, ema_decay: Scalar) -> torch.Tensor:
-        loss, per_replica = self.loss, self.axis.per_replica
         # (1) D step(s): real samples up, fresh fakes (no G gradient) down
         for _ in range(self.settings.d_steps):
             d_loss, real_logits, fake_logits, grad_norm_d = self.d_step(sigma)
@@ -100,6 +99,14 @@ class GANStep:
             sched.step()
         if self.update_ema is not None:
             self.update_ema(decay=ema_decay)
+        return self.statistics(d_loss, g_loss, real_logits, fake_logits, grad_norm_d,
+                               grad_norm_g)
+
+    def statistics(self, d_loss: torch.Tensor, g_loss: torch.Tensor, real_logits: torch.Tensor,
+                   fake_logits: torch.Tensor, grad_norm_d: torch.Tensor,
+                   grad_norm_g: torch.Tensor) -> torch.Tensor:
+        """The step's statistics, (STATS,) (health.py's order)."""
+        loss, per_replica = self.loss, self.axis.per_replica
         with torch.no_grad():
             accuracy = per_replica(loss.accuracy)(real_logits, fake_logits)  # (2,)
             return torch.stack([
@@ -110,27 +117,39 @@ class GANStep:
     def d_step(self, sigma: Scalar) -> tuple[torch.Tensor, ...]:
         """One D update; returns its loss, its logits on the real and fake batch
         ((B / pack, 1) each) and its gradient norm."""
-        G, opt_d, loss, cond = self.players.generator, self.players.opt_d, self.loss, self.cond
-        batch = self.settings.batch_size
-        real, labels = self.draws.real(batch)  # (B, d); their (B,) labels or None
-        real = self.blur(real, sigma)
-        with torch.no_grad():  # fakes of the real batch's classes
-            fake = self.blur(G(cond.generator_input(self.draws.noise(batch), labels)), sigma)
-        (real_logits, real_class), (fake_logits, fake_class) = self.judge_both(real, fake, labels)
-        d_loss = self.axis.per_replica(loss.d_loss)(real_logits, fake_logits) + \
-            loss.penalty(lambda x: self.judge(x, labels)[0], real, fake) + \
-            cond.aux_loss(real_class, labels) + cond.aux_loss(fake_class, labels)
+        opt_d = self.players.opt_d
+        d_loss, real_logits, fake_logits = self.d_objective(*self.d_batch(sigma))
         opt_d.zero_grad(set_to_none=True)
         # replicas: the sum's gradient for each replica's weights is its own loss's
         d_loss.sum().backward()
         grad_norm = self.grad_norm_d()
         opt_d.step()
-        loss.after_d_step(self.players.discriminator)  # e.g. WGAN's weight clipping
+        self.loss.after_d_step(self.players.discriminator)  # e.g. WGAN's weight clipping
         return d_loss, real_logits, fake_logits, grad_norm
+
+    def d_batch(self, sigma: Scalar) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """D's inputs: a real batch (B, d), fakes of its classes (no G gradient), the (B,)
+        labels or None."""
+        G, cond, batch = self.players.generator, self.cond, self.settings.batch_size
+        real, labels = self.draws.real(batch)
+        real = self.blur(real, sigma)
+        with torch.no_grad():  # fakes of the real batch's classes
+            fake = self.blur(G(cond.generator_input(self.draws.noise(batch), labels)), sigma)
+        return real, fake, labels
+
+    def d_objective(self, real: torch.Tensor, fake: torch.Tensor,
+                    labels: Optional[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """D's loss (per replica) on a batch, and its logits on the real and the fake half."""
+        loss, cond = self.loss, self.cond
+        (real_logits, real_class), (fake_logits, fake_class) = self.judge_both(real, fake, labels)
+        d_loss = self.axis.per_replica(loss.d_loss)(real_logits, fake_logits) + \
+            loss.penalty(lambda x: self.judge(x, labels)[0], real, fake) + \
+            cond.aux_loss(real_class, labels) + cond.aux_loss(fake_class, labels)
+        return d_loss, real_logits, fake_logits
 
     def g_step(self, sigma: Scalar) -> tuple[torch.Tensor, torch.Tensor]:
         """One G update; returns its loss and its gradient norm."""
-        G, cond, batch = self.players.generator, self.cond, self.settings.batch_size
+        G, batch = self.players.generator, self.settings.batch_size
         critic = self.players.discriminator
         if self.settings.unroll_steps:  # (no labels: refused with conditional GANs)
             critic = unrolled(critic, self.players.opt_d, self.loss, self.settings.unroll_steps,
@@ -138,16 +157,22 @@ class GANStep:
                               fake_batch=lambda: self.blur(G(self.draws.noise(batch)), sigma))
         labels = self.draws.labels(batch)  # (B,) classes for G to draw, or None
         with frozen(self.d_weights):  # D's input gradient only, not its weights'
-            fake = self.blur(G(cond.generator_input(self.draws.noise(batch), labels)), sigma)
-            fake_logits, fake_class = self.judge(fake, labels, critic)
-        g_loss = self.axis.per_replica(self.loss.g_loss)(fake_logits) + \
-            cond.aux_loss(fake_class, labels)
+            g_loss = self.g_objective(sigma, labels, critic)
         opt_g = self.players.opt_g
         opt_g.zero_grad(set_to_none=True)
         g_loss.sum().backward()
         grad_norm = self.grad_norm_g()
         opt_g.step()
         return g_loss, grad_norm
+
+    def g_objective(self, sigma: Scalar, labels: Optional[torch.Tensor],
+                    critic: Optional[Callable] = None) -> torch.Tensor:
+        """G's loss (per replica) on fresh fakes of classes `labels` (None: no labels)."""
+        G, cond, batch = self.players.generator, self.cond, self.settings.batch_size
+        fake = self.blur(G(cond.generator_input(self.draws.noise(batch), labels)), sigma)
+        fake_logits, fake_class = self.judge(fake, labels, critic)
+        return self.axis.per_replica(self.loss.g_loss)(fake_logits) + \
+            cond.aux_loss(fake_class, labels)
 
     def blur(self, x: torch.Tensor, sigma: Scalar) -> torch.Tensor:
         """Instance noise: both players see D's inputs blurred, less so as training goes."""

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli import plots
 from gan_cli.build import build_conditioning, build_data, build_logger, build_loss, \
     build_models, build_optimizers, build_replicas, describe_device, pick_device, seed_everything
+from gan_cli.compiled import choose_step
 from gan_cli.config import validate_train_config
 from gan_cli.console import RunConsole
 from gan_cli.evaluate import Evaluator, build_evaluation
@@ -160,6 +161,8 @@ def train(cfg: DictConfig, run_dir: str, overrides: Sequence[str] = ()) -> dict:
     console = open_console(run, folder, [*warnings, *(
         [f"resumed at step {run.state.step} from {cfg.resume}"] if resumed is not None else []),
         f"device: {device_description}"], early_lines)
+    run.step = choose_step(run.step, cfg.train.compile, cfg.train.steps - run.state.step, device,
+                           console.line, run.state.clock)
     evaluation_info = scorer.start(folder.plots if cfg.eval.plots else None)
     # replicas: one row per replica and log step, named by the replica's index and seed
     folder.start_metrics(["step", *run.axis.row_keys, *TRAINING_COLUMNS[1:], *scorer.columns],
