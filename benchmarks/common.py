@@ -54,6 +54,34 @@ def reference_script(name: str, args: list[str], threads: int) -> tuple[float, d
 
 
 Run = Callable[[int], tuple[float, float, float]]  # repeat index -> (wall s, rate, peak MB)
+MODES = ("eager", "compiled", "both")  # the benchmarks' --mode: train.compile of our runs
+
+
+def gan_train_runs(overrides: list[str], root: Path, threads: int,
+                   rate: Callable[[dict], float], mode: str) -> dict[str, Run]:
+    """Our side(s) of a comparison, by --mode: "gan-train" is train.compile=false (eager)
+    or true with a warm compile cache (compiled; both); both adds "eager" and "cold
+    cache" (compiled into an empty cache per repeat: what a first run costs). rate: the
+    summary's number compared (e.g. steps/s). A compiled mode first fills the warm cache
+    with a 3-step run (untimed)."""
+    def side(compile_setting: str, cache: Callable[[int], Path | None], name: str) -> Run:
+        def one(i: int) -> tuple[float, float, float]:
+            wall, summary, peak = gan_train([*overrides, f"train.compile={compile_setting}"],
+                                            root / f"run_{name}_{i}", threads, cache(i))
+            return wall, rate(summary), peak
+        return one
+
+    eager = side("false", lambda i: None, "eager")
+    if mode == "eager":
+        return {"gan-train": eager}
+    warm = root / "compile_cache"
+    short = [o for o in overrides if not o.startswith("train.steps=")] + ["train.steps=3"]
+    gan_train([*short, "train.compile=true"], root / "warm_up", threads, warm)
+    runs = {"gan-train": side("true", lambda i: warm, "compiled")}
+    if mode == "both":
+        runs.update(eager=eager, **{"cold cache": side("true", lambda i: root / f"cold_{i}",
+                                                        "cold")})
+    return runs
 
 
 def compare(title: str, unit: str, sides: dict[str, Run], repeats: int,

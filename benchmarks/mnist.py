@@ -10,7 +10,8 @@ benchmarks/reference_mnist.py, the same networks written as the plain script wit
 Dataset + DataLoader, `--repeats` times with the same torch thread count each. Prints
 the medians of images/s in the training loop (our evaluation and the classifier's
 one-off training excluded: summary.json's steps_per_sec x batch) and of the wall
-time, and our/reference ratios (target for the MLP: 1.3x images/s).
+time, and our/reference ratios (target for the MLP: 1.3x images/s). --mode as in
+benchmarks/toy.py: eager, compiled or both (compiled against eager: the issue's 1.3x).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import compare, gan_train, reference_script
+from common import MODES, compare, gan_train_runs, reference_script
 from gan_cli.data.mnist import write_idx
 
 BATCH = {"mlp": 100, "dcgan": 64}  # the presets' batch sizes
@@ -60,6 +61,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=60_000, help="training images")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--fast", action="store_true", help="1 repeat of 20 steps (CI)")
+    parser.add_argument("--mode", choices=MODES, default="both",
+                        help="train.compile of the gan-train runs: eager, compiled (warm "
+                        "cache) or both (and a cold-cache run); see benchmarks/toy.py")
     args = parser.parse_args()
     if args.fast:
         args.repeats, args.steps, args.images = 1, 20, 2000
@@ -73,19 +77,17 @@ def main() -> None:
                   f"train.steps={args.steps}", "train.eval_every=null", "train.ckpt_every=null",
                   "eval.n_samples=500", "eval.plots=false", "print_config=false", "device=cpu"]
 
-        def ours(i: int) -> tuple[float, float]:
-            wall, summary, peak = gan_train(preset, Path(root) / f"run_{i}", args.threads)
-            return wall, summary["steps_per_sec"] * batch, peak
-
         def reference(i: int) -> tuple[float, float]:
             wall, out, peak = reference_script("reference_mnist.py", [
                 str(data), "--model", args.model, "--steps", str(args.steps),
                 "--batch", str(batch)], args.threads)
             return wall, out["images_per_sec"], peak
 
+        runs = gan_train_runs(preset, Path(root), args.threads,
+                              lambda s: s["steps_per_sec"] * batch, args.mode)
+        sides = {"gan-train": runs.pop("gan-train"), "reference": reference, **runs}
         compare(f"MNIST {args.model}, {args.images} images, {args.steps} steps, batch {batch}, "
-                f"{args.threads} thread(s)", "images/s",
-                {"gan-train": ours, "reference": reference}, args.repeats,
+                f"{args.threads} thread(s)", "images/s", sides, args.repeats,
                 target=1.3 if args.model == "mlp" else 1.0)
 
 

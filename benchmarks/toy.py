@@ -25,12 +25,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from typing import Callable, Optional
-
-from common import Run, compare, gan_train, reference_script
+from common import MODES, compare, gan_train_runs, reference_script
 
 TOY = ["data=trimodal", "model=blog_onestop", "optim=gd_exp_decay", "train.batch_size=64",
-       "print_config=false", "device=cpu"]
+       "train.eval_every=null", "print_config=false", "device=cpu"]  # evaluated at the end only
 
 
 def main() -> None:
@@ -42,39 +40,22 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="1 repeat of 200 steps (CI)")
     parser.add_argument("--optim", choices=("sgd", "adam"), default="sgd",
                         help="sgd: optim=gd_exp_decay (the preset's); adam: optim=adam")
-    parser.add_argument("--mode", choices=("eager", "compiled", "both"), default="both",
+    parser.add_argument("--mode", choices=MODES, default="both",
                         help="train.compile of the gan-train runs (see above)")
     args = parser.parse_args()
     if args.fast:
         args.repeats, args.steps = 1, 200
     toy = [*TOY, f"train.steps={args.steps}"] + (["optim=adam"] if args.optim == "adam" else [])
     with tempfile.TemporaryDirectory(prefix="gan_bench_") as root:
-        warm_cache = Path(root) / "compile_cache"
-
-        def ours(compile_setting: str, cache: Callable[[int], Optional[Path]]) -> Run:
-            def one(i: int) -> tuple[float, float, float]:
-                wall, summary, peak = gan_train([*toy, f"train.compile={compile_setting}"],
-                                                Path(root) / f"run_{compile_setting}_{i}",
-                                                args.threads, cache(i))
-                return wall, summary["steps_per_sec"], peak
-            return one
-
         def reference(i: int) -> tuple[float, float, float]:
             wall, out, peak = reference_script(
                 "reference_toy.py", ["--steps", str(args.steps), "--optim", args.optim],
                 args.threads)
             return wall, out["steps_per_sec"], peak
 
-        compiled = ours("true", lambda i: warm_cache)
-        sides: dict[str, Run] = {"gan-train": compiled if args.mode != "eager" else
-                                 ours("false", lambda i: None), "reference": reference}
-        if args.mode == "both":
-            sides["eager"] = ours("false", lambda i: None)
-            sides["cold cache"] = ours("true", lambda i: Path(root) / f"cold_cache_{i}")
-        if args.mode != "eager":  # fill the warm cache (untimed)
-            gan_train([*TOY, "train.steps=3", "train.compile=true"] +
-                      (["optim=adam"] if args.optim == "adam" else []),
-                      Path(root) / "warm_up", args.threads, warm_cache)
+        runs = gan_train_runs(toy, Path(root), args.threads, lambda s: s["steps_per_sec"],
+                              args.mode)
+        sides = {"gan-train": runs.pop("gan-train"), "reference": reference, **runs}
         target = 2 if args.mode == "eager" else (4 if args.optim == "adam" else 3)
         compare(f"toy, {args.steps} steps, batch 64, {args.optim}, {args.threads} thread(s)",
                 "steps/s", sides, args.repeats, target=target)

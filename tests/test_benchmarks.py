@@ -32,7 +32,7 @@ def test_the_toy_benchmark_fast_mode_prints_both_sides_and_the_ratio():
 
 
 def test_the_mnist_benchmark_fast_mode_prints_both_sides_and_the_ratio():
-    out = run_benchmark("mnist.py", "--fast")
+    out = run_benchmark("mnist.py", "--fast", "--mode", "eager")
     assert "MNIST mlp, 2000 images, 20 steps, batch 100, 1 thread(s), median of 1:" in out
     assert_both_sides_and_ratio(out, "images/s")
 

@@ -18,10 +18,12 @@ from gan_cli.train import build_run
 from test_cli import run, script
 from test_resume import SHORT, assert_same_tensors, wait_for
 
-OPTIMIZERS = {
-    "adam": lambda ps: torch.optim.Adam(ps, lr=1e-2, betas=(0.5, 0.999), weight_decay=1e-3),
+OPTIMIZERS = {  # (gan_cli's presets use the fused Adam and SGD kernels in eager steps)
+    "adam": lambda ps: torch.optim.Adam(ps, lr=1e-2, betas=(0.5, 0.999), weight_decay=1e-3,
+                                        fused=True),
     "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9, dampening=0.1,
-                                               nesterov=False, weight_decay=1e-3),
+                                               weight_decay=1e-3, fused=True),
+    "adamw_amsgrad": lambda ps: torch.optim.AdamW(ps, lr=1e-2, amsgrad=True),
     "rmsprop": lambda ps: torch.optim.RMSprop(ps, lr=1e-3, momentum=0.5, centered=True),
 }
 
@@ -55,8 +57,9 @@ def test_compiled_optimizer_update_follows_the_eager_optimizer_for_100_steps(nam
     for k in range(1, 100):
         lr = 1e-2 * 0.97 ** k
         eager_step(k, lr, eager_opt, eager_net)
+        compiled_opt.param_groups[0]["lr"] = lr  # as a schedule sets it; the graph reads it
         with torch.no_grad():
-            graph(dict(zip(names, grads[k])), torch.tensor(lr))
+            graph(dict(zip(names, grads[k])), torch.tensor(compiled_opt.param_groups[0]["lr"]))
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
     for a, b in zip(eager_net.parameters(), compiled_net.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
