@@ -22,6 +22,11 @@ step needs a second autograd pass inside the first (WGAN-GP's penalty, unrolled 
 train.replicas (per-replica torch.Generators cannot be traced), optimizers other than
 Adam/AdamW/SGD/RMSprop, and devices other than the CPU and CUDA.
 
+CUDA runs the same graph (not measured here: no GPU; CUDA-graph capture is not done).
+One difference to eager that the networks never meet: eager optimizers skip a weight
+whose gradient is None, the compiled step gives every weight its (possibly zero)
+gradient — both players' networks use all their weights in every step.
+
 Compiling takes tens of seconds; inductor caches what it compiled on disk (by default
 under /tmp/torchinductor_<user>, or $TORCHINDUCTOR_CACHE_DIR), and a later run or
 sweep job with the same networks and options reuses it (a few seconds).
@@ -186,6 +191,7 @@ class CompiledStep:
         self.both = _Both(p.generator, p.discriminator)
         self.g_params = dict(p.generator.named_parameters())
         self.d_params = dict(p.discriminator.named_parameters())
+        self.device = next(iter(self.g_params.values())).device
         self.graph: Optional[Callable] = None
         self.warm = False  # the graph has run once: its guards may be skipped
 
@@ -220,15 +226,17 @@ class CompiledStep:
         # fallback_random: inductor calls the aten random kernels on torch's global
         # generator, as eager does, instead of its own seeded stream. size_asserts off: the
         # graph's inputs (one small tensor; the players' fixed weights and states) cannot
-        # change shape, and checking ~100 of them costs a tenth of a toy step
-        return torch.compile(self._step, fullgraph=True, dynamic=False,
+        # change shape, and checking ~100 of them costs a tenth of a toy step.
+        # isolate_recompiles: runs one after another in one process (a sweep's jobs under
+        # the basic launcher, tests) each get their own graph, never another run's
+        return torch.compile(self._step, fullgraph=True, dynamic=False, isolate_recompiles=True,
                              options={"fallback_random": True, "size_asserts": False})
 
     def _run(self, sigma: float, ema_decay: float) -> torch.Tensor:
         p = self.eager.players
         scalars = torch.tensor([sigma, ema_decay,
                                 *(g["lr"] for g in p.opt_g.param_groups),
-                                *(g["lr"] for g in p.opt_d.param_groups)])
+                                *(g["lr"] for g in p.opt_d.param_groups)], device=self.device)
         # torch.func.grad inside ignores no_grad; the graph is inference-only. Guards: after
         # the first call only the differentiating ones (none: the run has one graph, whose
         # inputs keep their shapes and whose closed-over modules and settings never change);

