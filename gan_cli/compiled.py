@@ -191,6 +191,10 @@ class CompiledStep:
         self.both = _Both(p.generator, p.discriminator)
         self.g_params = dict(p.generator.named_parameters())
         self.d_params = dict(p.discriminator.named_parameters())
+        # both players' buffers (batch norm's running statistics, spectral norm's vectors),
+        # which their forward passes update in place: a torch.func transform lets a
+        # function mutate only tensors it is given, so the objectives take them as inputs
+        self.buffers = dict(self.both.named_buffers())
         self.device = next(iter(self.g_params.values())).device
         self.graph: Optional[Callable] = None
         self.warm = False  # the graph has run once: its guards may be skipped
@@ -257,14 +261,14 @@ class CompiledStep:
         for _ in range(s.d_steps):
             real, fake, labels = step.d_batch(sigma)
             grads, (_, (d_loss, real_logits, fake_logits)) = grad_and_value(
-                self._d_objective, has_aux=True)(self.d_params, real, fake, labels)
+                self._d_objective, has_aux=True)(self.d_params, self.buffers, real, fake, labels)
             grad_norm_d = _norm(grads)
             self.update_d(grads, lr_d)
             step.loss.after_d_step(step.players.discriminator)
         for _ in range(s.g_steps):
             labels = step.draws.labels(s.batch_size)
             grads, (_, g_loss) = grad_and_value(self._g_objective, has_aux=True)(
-                self.g_params, sigma, labels)
+                self.g_params, self.buffers, sigma, labels)
             grad_norm_g = _norm(grads)
             self.update_g(grads, lr_g)
         if step.players.generator_ema is not None:
@@ -276,14 +280,14 @@ class CompiledStep:
         return step.statistics(d_loss, g_loss, real_logits, fake_logits, grad_norm_d,
                                grad_norm_g)
 
-    def _d_objective(self, d_params: dict, real, fake, labels):
-        swapped = {f"discriminator.{k}": v for k, v in d_params.items()}
+    def _d_objective(self, d_params: dict, buffers: dict, real, fake, labels):
+        swapped = {**buffers, **{f"discriminator.{k}": v for k, v in d_params.items()}}
         d_loss, real_logits, fake_logits = functional_call(
             self.both, swapped, (self.eager.d_objective, real, fake, labels), strict=False)
         return d_loss.sum(), (d_loss.detach(), real_logits.detach(), fake_logits.detach())
 
-    def _g_objective(self, g_params: dict, sigma, labels):
-        swapped = {f"generator.{k}": v for k, v in g_params.items()}
+    def _g_objective(self, g_params: dict, buffers: dict, sigma, labels):
+        swapped = {**buffers, **{f"generator.{k}": v for k, v in g_params.items()}}
         g_loss = functional_call(self.both, swapped, (self.eager.g_objective, sigma, labels),
                                  strict=False)
         return g_loss.sum(), g_loss.detach()
