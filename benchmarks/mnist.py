@@ -11,7 +11,8 @@ benchmarks/reference_mnist.py, the same networks written as the plain script wit
 Dataset + DataLoader, `--repeats` times with the same torch thread count each. Prints
 the medians of images/s in the training loop (our evaluation and the classifier's
 one-off training excluded: summary.json's steps_per_sec x batch) and of the wall
-time, and our/reference ratios (target for the MLP: 1.3x images/s).
+time, and our/reference ratios (target for the MLP: 1.3x images/s). --mode as in
+benchmarks/toy.py: eager, compiled or both (compiled against eager: the issue's 1.3x).
 
 --precision compares train.precision=bf16 with fp32 instead (target 1.4x images/s for
 the DCGAN): the speed as above, interleaved; then the quality, on real handwriting
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import compare, gan_train, reference_script
+from common import MODES, compare, gan_train_runs, reference_script
 from gan_cli.data.mnist import write_idx
 
 BATCH = {"mlp": 100, "dcgan": 64}  # the presets' batch sizes
@@ -67,6 +68,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=60_000, help="training images")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--fast", action="store_true", help="1 repeat of 20 steps (CI)")
+    parser.add_argument("--mode", choices=MODES, default="both",
+                        help="train.compile of the gan-train runs: eager, compiled (warm "
+                        "cache) or both (and a cold-cache run); see benchmarks/toy.py")
     parser.add_argument("--precision", action="store_true", help="bf16 against fp32")
     parser.add_argument("--seeds", type=int, default=3, help="--precision: quality seeds")
     args = parser.parse_args()
@@ -82,13 +86,13 @@ def main() -> None:
                   f"train.steps={args.steps}", "train.eval_every=null", "train.ckpt_every=null",
                   "eval.n_samples=500", "eval.plots=false", "print_config=false", "device=cpu"]
 
-        def ours(i: int, extra: tuple = ()) -> tuple[float, float]:
-            wall, summary, peak = gan_train([*preset, *extra],
-                                            Path(root) / f"run_{i}{'_'.join(extra)}",
-                                            args.threads)
-            return wall, summary["steps_per_sec"] * batch, peak
-
         if args.precision:
+            def ours(i: int, extra: tuple = ()) -> tuple[float, float, float]:
+                wall, summary, peak = gan_train([*preset, *extra],
+                                                Path(root) / f"run_{i}{'_'.join(extra)}",
+                                                args.threads)
+                return wall, summary["steps_per_sec"] * batch, peak
+
             compare(f"MNIST {args.model}, {args.steps} steps, batch {batch}, {args.threads} "
                     "thread(s)", "images/s",
                     {"bf16": lambda i: ours(i, ("train.precision=bf16",)), "fp32": ours},
@@ -102,9 +106,11 @@ def main() -> None:
                 "--batch", str(batch)], args.threads)
             return wall, out["images_per_sec"], peak
 
+        runs = gan_train_runs(preset, Path(root), args.threads,
+                              lambda s: s["steps_per_sec"] * batch, args.mode)
+        sides = {"gan-train": runs.pop("gan-train"), "reference": reference, **runs}
         compare(f"MNIST {args.model}, {args.images} images, {args.steps} steps, batch {batch}, "
-                f"{args.threads} thread(s)", "images/s",
-                {"gan-train": ours, "reference": reference}, args.repeats,
+                f"{args.threads} thread(s)", "images/s", sides, args.repeats,
                 target=1.3 if args.model == "mlp" else 1.0)
 
 

@@ -1,11 +1,12 @@
 """The reference for the toy benchmark: seed 000's GAN as the straightforward eager
 PyTorch script users write — separate D passes on real and fake batches, nn.BCELoss on
-sigmoid outputs, `.item()` every step, plain SGD with the blog's step decay.
+sigmoid outputs, `.item()` every step, plain SGD with the blog's step decay (or, with
+--optim adam, Adam at lr 1e-3, betas (0.5, 0.999), decaying smoothly to 3 %).
 
-    python benchmarks/reference_toy.py [--steps 5000] [--batch 64] [--seed 0]
+    python benchmarks/reference_toy.py [--steps 5000] [--batch 64] [--seed 0] [--optim sgd]
 
 Same work as `gan-train data=trimodal model=blog_onestop optim=gd_exp_decay
-train.batch_size=64`: three modes at -4, 0, 4 (std 0.5), G 1 -> 12 -> 12 -> 12 -> 1
+train.batch_size=64` (--optim adam: `optim=adam`): three modes at -4, 0, 4 (std 0.5), G 1 -> 12 -> 12 -> 12 -> 1
 (softplus), D 1 -> 8 -> 8 -> 8 -> 1 (tanh, sigmoid out), N(0, 1) weights, stratified
 noise on [-8, 8]. Prints one JSON line: steps/s of the training loop (start-up
 excluded) and the losses it logged.
@@ -39,14 +40,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--optim", choices=("sgd", "adam"), default="sgd",
+                        help="sgd: optim=gd_exp_decay's; adam: optim=adam's")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     means = torch.tensor([-4.0, 0.0, 4.0])
     G = mlp([1, 12, 12, 12, 1], nn.Softplus, None)
     D = mlp([1, 8, 8, 8, 1], nn.Tanh, nn.Sigmoid())
-    opt_g = torch.optim.SGD(G.parameters(), lr=0.005)
-    opt_d = torch.optim.SGD(D.parameters(), lr=0.005)
-    sched = [torch.optim.lr_scheduler.StepLR(o, 150, 0.95) for o in (opt_g, opt_d)]
+    if args.optim == "sgd":
+        opt_g = torch.optim.SGD(G.parameters(), lr=0.005)
+        opt_d = torch.optim.SGD(D.parameters(), lr=0.005)
+        sched = [torch.optim.lr_scheduler.StepLR(o, 150, 0.95) for o in (opt_g, opt_d)]
+    else:
+        opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))
+        gamma = 0.03 ** (1 / args.steps)
+        sched = [torch.optim.lr_scheduler.ExponentialLR(o, gamma) for o in (opt_g, opt_d)]
     bce = nn.BCELoss()
     ones, zeros = torch.ones(args.batch, 1), torch.zeros(args.batch, 1)
 

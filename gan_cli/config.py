@@ -35,6 +35,9 @@ class TrainLoop:
     # dtype of the networks' forward passes: fp32 | bf16 (CPU with AMX/AVX-512-BF16, or GPU) | fp16 (GPU, with a gradient scaler); losses, penalties, statistics and the checkpoint's weights stay fp32
     precision: str = "fp32"
     replicas: int = 1  # independent GANs (seeds seed..seed+R-1) trained as one batched computation
+    # the whole step as one torch.compile graph: true | false | auto (= true when at least
+    # gan_cli.compiled.AUTO_MIN_STEPS steps remain, so that the ~30 s compile pays)
+    compile: Any = "auto"
 
 
 @dataclass
@@ -483,6 +486,8 @@ def _check_train_loop(t: DictConfig) -> None:
             note=" (a standard deviation; 0 = off)")
     _within("train.unroll_steps", t.unroll_steps, 0, MAX_UPDATES, note=" (0 = off)")
     _positive("train.replicas", t.replicas, integer=True, at_most=MAX_REPLICAS)
+    _require(t.compile in (True, False, "auto"), "train.compile", t.compile,
+             "allowed: true, false, auto")
 
 
 def _check_eval(cfg: DictConfig) -> None:

@@ -68,6 +68,7 @@ class StepSettings:
     instance_noise: float
     ema: Optional[float]
     image: bool  # the samples are images (labels join D's input as channels)
+    precision: str = "fp32"  # train.precision
     # where the networks' forward passes run: torch.autocast for train.precision=bf16/fp16,
     # a no-op for fp32 (device.autocast_context)
     autocast: Callable[[], Any] = contextlib.nullcontext
@@ -100,7 +101,6 @@ class GANStep:
         self.joint_pass = judges_each_sample_alone(D)
 
     def __call__(self, sigma: Scalar, ema_decay: Scalar) -> torch.Tensor:
-        loss, per_replica = self.loss, self.axis.per_replica
         # (1) D step(s): real samples up, fresh fakes (no G gradient) down
         for _ in range(self.settings.d_steps):
             d_loss, real_logits, fake_logits, grad_norm_d = self.d_step(sigma)
@@ -112,6 +112,14 @@ class GANStep:
             sched.step()
         if self.update_ema is not None:
             self.update_ema(decay=ema_decay)
+        return self.statistics(d_loss, g_loss, real_logits, fake_logits, grad_norm_d,
+                               grad_norm_g)
+
+    def statistics(self, d_loss: torch.Tensor, g_loss: torch.Tensor, real_logits: torch.Tensor,
+                   fake_logits: torch.Tensor, grad_norm_d: torch.Tensor,
+                   grad_norm_g: torch.Tensor) -> torch.Tensor:
+        """The step's statistics, (STATS,) (health.py's order)."""
+        loss, per_replica = self.loss, self.axis.per_replica
         with torch.no_grad():
             accuracy = per_replica(loss.accuracy)(real_logits, fake_logits)  # (2,)
             return torch.stack([
@@ -122,13 +130,32 @@ class GANStep:
     def d_step(self, sigma: Scalar) -> tuple[torch.Tensor, ...]:
         """One D update; returns its loss, its logits on the real and fake batch
         ((B / pack, 1) each) and its gradient norm."""
-        G, opt_d, loss, cond = self.players.generator, self.players.opt_d, self.loss, self.cond
-        batch = self.settings.batch_size
-        real, labels = self.draws.real(batch)  # (B, d); their (B,) labels or None
+        opt_d, scaler = self.players.opt_d, self.players.scaler_d
+        d_loss, real_logits, fake_logits = self.d_objective(*self.d_batch(sigma))
+        opt_d.zero_grad(set_to_none=True)
+        # replicas: the sum's gradient for each replica's weights is its own loss's
+        scaler.scale(d_loss.sum()).backward()
+        scaler.unscale_(opt_d)  # (fp16) the true gradients, for their norm and the update
+        grad_norm = self.grad_norm_d()
+        scaler.step(opt_d)
+        scaler.update()
+        self.loss.after_d_step(self.players.discriminator)  # e.g. WGAN's weight clipping
+        return d_loss, real_logits, fake_logits, grad_norm
+
+    def d_batch(self, sigma: Scalar) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """D's inputs: a real batch (B, d), fakes of its classes (no G gradient), the (B,)
+        labels or None."""
+        G, cond, batch = self.players.generator, self.cond, self.settings.batch_size
+        real, labels = self.draws.real(batch)
         real = self.blur(real, sigma)
         with torch.no_grad(), self.settings.autocast():  # fakes of the real batch's classes
             fake = G(cond.generator_input(self.draws.noise(batch), labels)).float()
-        fake = self.blur(fake, sigma)
+        return real, self.blur(fake, sigma), labels
+
+    def d_objective(self, real: torch.Tensor, fake: torch.Tensor,
+                    labels: Optional[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """D's loss (per replica) on a batch, and its logits on the real and the fake half."""
+        loss, cond = self.loss, self.cond
         with self.settings.autocast():
             (real_logits, real_class), (fake_logits, fake_class) = \
                 self.judge_both(real, fake, labels)
@@ -137,31 +164,19 @@ class GANStep:
         d_loss = self.axis.per_replica(loss.d_loss)(real_logits, fake_logits) + \
             loss.penalty(lambda x: self.judge(x, labels)[0], real, fake) + \
             cond.aux_loss(real_class, labels) + cond.aux_loss(fake_class, labels)
-        opt_d.zero_grad(set_to_none=True)
-        # replicas: the sum's gradient for each replica's weights is its own loss's
-        scaler = self.players.scaler_d
-        scaler.scale(d_loss.sum()).backward()
-        scaler.unscale_(opt_d)  # (fp16) the true gradients, for their norm and the update
-        grad_norm = self.grad_norm_d()
-        scaler.step(opt_d)
-        scaler.update()
-        loss.after_d_step(self.players.discriminator)  # e.g. WGAN's weight clipping
-        return d_loss, real_logits, fake_logits, grad_norm
+        return d_loss, real_logits, fake_logits
 
     def g_step(self, sigma: Scalar) -> tuple[torch.Tensor, torch.Tensor]:
         """One G update; returns its loss and its gradient norm."""
-        G, cond, batch = self.players.generator, self.cond, self.settings.batch_size
+        G, batch = self.players.generator, self.settings.batch_size
         critic = self.players.discriminator
         if self.settings.unroll_steps:  # (no labels: refused with conditional GANs)
             critic = unrolled(critic, self.players.opt_d, self.loss, self.settings.unroll_steps,
                               real_batch=lambda: self.blur(self.draws.real(batch)[0], sigma),
                               fake_batch=lambda: self.blur(G(self.draws.noise(batch)), sigma))
         labels = self.draws.labels(batch)  # (B,) classes for G to draw, or None
-        with frozen(self.d_weights), self.settings.autocast():  # D's input gradient only
-            fake = G(cond.generator_input(self.draws.noise(batch), labels)).float()
-            fake_logits, fake_class = self.judge(self.blur(fake, sigma), labels, critic)
-        g_loss = self.axis.per_replica(self.loss.g_loss)(fake_logits) + \
-            cond.aux_loss(fake_class, labels)
+        with frozen(self.d_weights):  # D's input gradient only, not its weights'
+            g_loss = self.g_objective(sigma, labels, critic)
         opt_g, scaler = self.players.opt_g, self.players.scaler_g
         opt_g.zero_grad(set_to_none=True)
         scaler.scale(g_loss.sum()).backward()
@@ -170,6 +185,16 @@ class GANStep:
         scaler.step(opt_g)
         scaler.update()
         return g_loss, grad_norm
+
+    def g_objective(self, sigma: Scalar, labels: Optional[torch.Tensor],
+                    critic: Optional[Callable] = None) -> torch.Tensor:
+        """G's loss (per replica) on fresh fakes of classes `labels` (None: no labels)."""
+        G, cond, batch = self.players.generator, self.cond, self.settings.batch_size
+        with self.settings.autocast():
+            fake = G(cond.generator_input(self.draws.noise(batch), labels)).float()
+            fake_logits, fake_class = self.judge(self.blur(fake, sigma), labels, critic)
+        return self.axis.per_replica(self.loss.g_loss)(fake_logits) + \
+            cond.aux_loss(fake_class, labels)
 
     def blur(self, x: torch.Tensor, sigma: Scalar) -> torch.Tensor:
         """Instance noise: both players see D's inputs blurred, less so as training goes."""

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import plots
 from gan_cli.build import build_evaluation, build_logger, build_run
+from gan_cli.compiled import choose_step
 from gan_cli.config import validate_train_config
 from gan_cli.console import RunConsole
 from gan_cli.device import Workload, autocast_context, check_precision, describe_device, \
@@ -109,7 +110,7 @@ def start_run(cfg: DictConfig, device: torch.device) -> Run:
     settings = StepSettings(batch_size=t.batch_size, d_steps=t.d_steps or loss.n_critic,
                             g_steps=t.g_steps, unroll_steps=t.unroll_steps,
                             instance_noise=t.instance_noise, ema=t.ema,
-                            image=len(data.shape) > 1,
+                            image=len(data.shape) > 1, precision=t.precision,
                             autocast=functools.partial(autocast_context, t.precision, device))
     draws = RandomDraws(data, models.noise, axis, labelled=cond.conditional)
     step = GANStep(players, loss, cond, draws, axis, settings)
@@ -173,6 +174,8 @@ def train_on(device: torch.device, device_description: str, cfg: DictConfig,
     console = open_console(run, folder, [*warnings, *(
         [f"resumed at step {run.state.step} from {cfg.resume}"] if resumed is not None else []),
         f"device: {device_description}", threads_line], early_lines)
+    run.step = choose_step(run.step, cfg.train.compile, cfg.train.steps - run.state.step, device,
+                           console.line, run.state.clock)
     evaluation_info = scorer.start(folder.plots if cfg.eval.plots else None)
     # replicas: one row per replica and log step, named by the replica's index and seed
     folder.start_metrics(["step", *run.axis.row_keys, *TRAINING_COLUMNS[1:], *scorer.columns],

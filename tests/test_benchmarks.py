@@ -28,13 +28,13 @@ def assert_both_sides_and_ratio(out: str, unit: str) -> None:
 
 
 def test_the_toy_benchmark_fast_mode_prints_both_sides_and_the_ratio():
-    out = run_benchmark("toy.py", "--fast")
-    assert "toy, 200 steps, batch 64, 1 thread(s), median of 1:" in out
+    out = run_benchmark("toy.py", "--fast", "--mode", "eager")
+    assert "toy, 200 steps, batch 64, sgd, 1 thread(s), median of 1:" in out
     assert_both_sides_and_ratio(out, "steps/s")
 
 
 def test_the_mnist_benchmark_fast_mode_prints_both_sides_and_the_ratio():
-    out = run_benchmark("mnist.py", "--fast")
+    out = run_benchmark("mnist.py", "--fast", "--mode", "eager")
     assert "MNIST mlp, 2000 images, 20 steps, batch 100, 1 thread(s), median of 1:" in out
     assert_both_sides_and_ratio(out, "images/s")
 

@@ -1,0 +1,334 @@
+"""train.compile: the whole GAN step (step.py) compiled as one graph with torch.compile.
+
+The compiled step is a functional twin of GANStep.__call__ that reuses its parts: the
+same random draws (d_batch, draws.labels), the same losses (d_objective, g_objective)
+and the same statistics. Only what cannot be traced is replaced: `backward()` by
+torch.func.grad_and_value over the players' parameters (via functional_call), and
+`optimizer.step()` by PyTorch's own functional optimizer kernels
+(torch.optim.adam.adam, sgd.sgd, rmsprop.rmsprop) called on the optimizer's own
+parameters and state tensors, with the hyperparameters of its param_groups. So the
+configured torch.optim optimizers stay the source of truth, their state_dict() is
+what a checkpoint holds whichever way the run trained, and eager and compiled
+checkpoints load into each other.
+
+What enters the graph per step: one small tensor holding instance noise's sigma, the
+EMA decay and each param group's lr (a 0-d value each, so no step recompiles). The
+random draws happen inside the graph from torch's global generator, as eager's do
+(inductor's fallback_random: the same aten random kernels, in the same order), so the
+RNG state a checkpoint saves is the one the graph consumes and resume is exact.
+
+Not compiled (the run trains eagerly, with one console line saying why): options whose
+step needs a second autograd pass inside the first (WGAN-GP's penalty, unrolled GAN),
+train.replicas (per-replica torch.Generators cannot be traced), optimizers other than
+Adam/AdamW/SGD/RMSprop, and devices other than the CPU and CUDA.
+
+CUDA runs the same graph (not measured here: no GPU; CUDA-graph capture is not done).
+One difference to eager that the networks never meet: eager optimizers skip a weight
+whose gradient is None, the compiled step gives every weight its (possibly zero)
+gradient — both players' networks use all their weights in every step.
+
+Compiling takes tens of seconds; inductor caches what it compiled on disk (by default
+under /tmp/torchinductor_<user>, or $TORCHINDUCTOR_CACHE_DIR), and a later run or
+sweep job with the same networks and options reuses it (a few seconds).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad_and_value
+from torch.optim.adam import adam as adam_kernel
+from torch.optim.rmsprop import rmsprop as rmsprop_kernel
+from torch.optim.sgd import sgd as sgd_kernel
+
+from gan_cli.losses import GANLoss
+from gan_cli.state import Clock
+from gan_cli.step import GANStep
+
+# train.compile=auto compiles runs of at least this many steps: a cold compile costs
+# ~30 s on a laptop-class CPU and saves ~2 ms per toy step (README, "Compiled steps")
+AUTO_MIN_STEPS = 20_000
+
+Update = Callable[[list, torch.Tensor], None]  # (grads of one param group, its lr) -> None
+
+
+# ---------------------------------------------------------------- optimizer kernels
+def _adam(group: dict, state: dict) -> Update:
+    params = group["params"]
+    exp_avgs = [state[p]["exp_avg"] for p in params]
+    exp_avg_sqs = [state[p]["exp_avg_sq"] for p in params]
+    max_sqs = [state[p]["max_exp_avg_sq"] for p in params] if group["amsgrad"] else []
+    steps = [state[p]["step"] for p in params]
+    beta1, beta2 = group["betas"]
+
+    def update(grads: list, lr: torch.Tensor) -> None:
+        adam_kernel(
+            params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps, foreach=False,
+            capturable=False, differentiable=False, fused=None, has_complex=False,
+            decoupled_weight_decay=group.get("decoupled_weight_decay", False),
+            amsgrad=group["amsgrad"], beta1=beta1, beta2=beta2, lr=lr,
+            weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"])
+
+    return update
+
+
+def _sgd(group: dict, state: dict) -> Update:
+    params = group["params"]
+    buffers = [state[p].get("momentum_buffer") if p in state else None for p in params]
+
+    def update(grads: list, lr: torch.Tensor) -> None:
+        sgd_kernel(
+            params, grads, buffers, has_sparse_grad=False, foreach=False, fused=None,
+            weight_decay=group["weight_decay"], momentum=group["momentum"], lr=lr,
+            dampening=group["dampening"], nesterov=group["nesterov"],
+            maximize=group["maximize"])
+
+    return update
+
+
+def _rmsprop(group: dict, state: dict) -> Update:
+    params = group["params"]
+    square_avgs = [state[p]["square_avg"] for p in params]
+    grad_avgs = [state[p]["grad_avg"] for p in params] if group["centered"] else []
+    momenta = [state[p]["momentum_buffer"] for p in params] if group["momentum"] > 0 else []
+    steps = [state[p]["step"] for p in params]
+
+    def update(grads: list, lr: torch.Tensor) -> None:
+        rmsprop_kernel(
+            params, grads, square_avgs, grad_avgs, momenta, steps, foreach=False,
+            maximize=group["maximize"], differentiable=False, capturable=False,
+            has_complex=False, lr=lr, alpha=group["alpha"], eps=group["eps"],
+            weight_decay=group["weight_decay"], momentum=group["momentum"],
+            centered=group["centered"])
+
+    return update
+
+
+# the optimizers whose functional kernel the compiled step calls (AdamW is an Adam)
+KERNELS = {torch.optim.Adam: _adam, torch.optim.SGD: _sgd, torch.optim.RMSprop: _rmsprop}
+
+
+def kernel_of(opt: torch.optim.Optimizer) -> Optional[Callable[[dict, dict], Update]]:
+    return next((k for cls, k in KERNELS.items() if isinstance(opt, cls)), None)
+
+
+def optimizer_problem(opt: torch.optim.Optimizer, who: str) -> Optional[str]:
+    """Why this optimizer cannot run in the compiled step, or None."""
+    if kernel_of(opt) is None:
+        return f"optim.{who} is {type(opt).__name__} (compiled: Adam, AdamW, SGD, RMSprop)"
+    for group in opt.param_groups:
+        if group.get("differentiable") or group.get("capturable"):
+            return f"optim.{who}: differentiable/capturable optimizers are not compiled"
+    return None
+
+
+def state_ready(opt: torch.optim.Optimizer) -> bool:
+    """Whether the optimizer has taken a step (its state tensors exist). SGD without
+    momentum keeps no state: always ready."""
+    if isinstance(opt, torch.optim.SGD):
+        return all(g["momentum"] == 0 for g in opt.param_groups) or len(opt.state) > 0
+    return len(opt.state) > 0
+
+
+class OptimizerUpdate:
+    """One optimizer's update as the compiled step applies it: each param group's
+    functional kernel on the optimizer's own state tensors (gathered once)."""
+
+    def __init__(self, opt: torch.optim.Optimizer, names: dict[nn.Parameter, str]):
+        kernel = kernel_of(opt)
+        self.groups = [(kernel(group, opt.state), [names[p] for p in group["params"]])
+                       for group in opt.param_groups]
+
+    def __call__(self, grads: dict[str, torch.Tensor], lrs: list[torch.Tensor]) -> None:
+        for (update, names), lr in zip(self.groups, lrs):
+            update([grads[name] for name in names], lr)
+
+
+# ---------------------------------------------------------------- what compiles
+def refusal(step: GANStep, device: torch.device) -> Optional[str]:
+    """Why this run's step cannot be compiled (it then trains eagerly), or None."""
+    s, players = step.settings, step.players
+    if device.type not in ("cpu", "cuda"):
+        return f"device {device.type}: compiled steps run on the CPU and CUDA"
+    if step.axis.count > 1:
+        return "train.replicas > 1: the per-replica generators cannot be traced"
+    if s.unroll_steps:
+        return "train.unroll_steps: the look-ahead differentiates through D's updates"
+    if s.precision != "fp32":
+        return f"train.precision={s.precision}: compiled steps run in fp32"
+    if getattr(type(step.loss), "penalty", GANLoss.penalty) is not GANLoss.penalty:
+        return f"loss {type(step.loss).__name__}: its gradient penalty differentiates twice"
+    for opt, who in ((players.opt_g, "generator"), (players.opt_d, "discriminator")):
+        problem = optimizer_problem(opt, who)
+        if problem:
+            return problem
+    return None
+
+
+class _Both(nn.Module):
+    """G and D under one module, so that functional_call can swap either's parameters
+    for the duration of any step code (not just one forward)."""
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module):
+        super().__init__()
+        self.generator, self.discriminator = generator, discriminator
+
+    def forward(self, f: Callable, *args):
+        return f(*args)
+
+
+class CompiledStep:
+    """A GANStep's step as one torch.compile graph; the same call, the same statistics.
+
+    The first call of a fresh run is the eager step: it makes PyTorch's optimizers
+    create their state exactly as they always do; the graph is compiled on the second.
+    """
+
+    def __init__(self, step: GANStep, say: Callable[[str], None], clock: Optional[Clock] = None):
+        self.eager, self.say, self.clock = step, say, clock
+        p = step.players
+        self.both = _Both(p.generator, p.discriminator)
+        self.g_params = dict(p.generator.named_parameters())
+        self.d_params = dict(p.discriminator.named_parameters())
+        # both players' buffers (batch norm's running statistics, spectral norm's vectors),
+        # which their forward passes update in place: a torch.func transform lets a
+        # function mutate only tensors it is given, so the objectives take them as inputs
+        self.buffers = dict(self.both.named_buffers())
+        self.device = next(iter(self.g_params.values())).device
+        self.graph: Optional[Callable] = None
+        self.warm = False  # the graph has run once: its guards may be skipped
+
+    def __getattr__(self, name: str):  # settings, judge, ...: the eager step's
+        return getattr(self.eager, name)
+
+    def __call__(self, sigma: float, ema_decay: float) -> torch.Tensor:
+        p = self.eager.players
+        if self.graph is None:
+            if not (state_ready(p.opt_g) and state_ready(p.opt_d)):
+                return self.eager(sigma, ema_decay)
+            self.graph = self._compile()
+            start = time.perf_counter()
+            stats = self._run(sigma, ema_decay)
+            seconds = time.perf_counter() - start
+            if self.clock is not None:  # start-up, like building the run: not training time
+                self.clock.off_path += seconds
+            self.say(f"compiled the step in {seconds:.1f} s")
+            return stats
+        return self._run(sigma, ema_decay)
+
+    def _compile(self) -> Callable:
+        p = self.eager.players
+        self.update_g = OptimizerUpdate(p.opt_g, {v: k for k, v in self.g_params.items()})
+        self.update_d = OptimizerUpdate(p.opt_d, {v: k for k, v in self.d_params.items()})
+        self.n_lr_g = len(p.opt_g.param_groups)
+        for opt in (p.opt_g, p.opt_d):  # the step does take optimizer steps (for the schedulers'
+            opt._opt_called = True      # check that their first step came after one)
+        if p.generator_ema is not None:
+            self.ema_pairs = (list(p.generator_ema.parameters()), list(p.generator.parameters()),
+                              list(p.generator_ema.buffers()), list(p.generator.buffers()))
+        # fallback_random: inductor calls the aten random kernels on torch's global
+        # generator, as eager does, instead of its own seeded stream. size_asserts off: the
+        # graph's inputs (one small tensor; the players' fixed weights and states) cannot
+        # change shape, and checking ~100 of them costs a tenth of a toy step.
+        # isolate_recompiles: runs one after another in one process (a sweep's jobs under
+        # the basic launcher, tests) each get their own graph, never another run's
+        return torch.compile(self._step, fullgraph=True, dynamic=False, isolate_recompiles=True,
+                             options={"fallback_random": True, "size_asserts": False})
+
+    def _run(self, sigma: float, ema_decay: float) -> torch.Tensor:
+        p = self.eager.players
+        scalars = torch.tensor([sigma, ema_decay,
+                                *(g["lr"] for g in p.opt_g.param_groups),
+                                *(g["lr"] for g in p.opt_d.param_groups)], device=self.device)
+        # torch.func.grad inside ignores no_grad; the graph is inference-only. Guards: after
+        # the first call only the differentiating ones (none: the run has one graph, whose
+        # inputs keep their shapes and whose closed-over modules and settings never change);
+        # checking each of its ~100 tensors and module attributes costs more than the step
+        with torch.no_grad(), torch.compiler.set_stance(skip_guard_eval_unsafe=self.warm):
+            stats = self.graph(scalars)
+        self.warm = True
+        for sched in p.schedulers:  # host-side: they change param_groups' lr floats
+            sched.step()
+        return stats
+
+    # ------------------------------------------------------------ traced
+    def _step(self, scalars: torch.Tensor) -> torch.Tensor:
+        step, s = self.eager, self.eager.settings
+        sigma, ema_decay = scalars[0], scalars[1]
+        lrs = list(scalars[2:].unbind())
+        lr_g, lr_d = lrs[:self.n_lr_g], lrs[self.n_lr_g:]
+        for _ in range(s.d_steps):
+            real, fake, labels = step.d_batch(sigma)
+            grads, (_, (d_loss, real_logits, fake_logits)) = grad_and_value(
+                self._d_objective, has_aux=True)(self.d_params, self.buffers, real, fake, labels)
+            grad_norm_d = _norm(grads)
+            self.update_d(grads, lr_d)
+            step.loss.after_d_step(step.players.discriminator)
+        for _ in range(s.g_steps):
+            labels = step.draws.labels(s.batch_size)
+            grads, (_, g_loss) = grad_and_value(self._g_objective, has_aux=True)(
+                self.g_params, self.buffers, sigma, labels)
+            grad_norm_g = _norm(grads)
+            self.update_g(grads, lr_g)
+        if step.players.generator_ema is not None:
+            averaged, live, averaged_buffers, live_buffers = self.ema_pairs
+            for a, w in zip(averaged, live):
+                a.lerp_(w, 1.0 - ema_decay)
+            for a, b in zip(averaged_buffers, live_buffers):
+                a.copy_(b)
+        return step.statistics(d_loss, g_loss, real_logits, fake_logits, grad_norm_d,
+                               grad_norm_g)
+
+    def _d_objective(self, d_params: dict, buffers: dict, real, fake, labels):
+        swapped = {**buffers, **{f"discriminator.{k}": v for k, v in d_params.items()}}
+        d_loss, real_logits, fake_logits = functional_call(
+            self.both, swapped, (self.eager.d_objective, real, fake, labels), strict=False)
+        return d_loss.sum(), (d_loss.detach(), real_logits.detach(), fake_logits.detach())
+
+    def _g_objective(self, g_params: dict, buffers: dict, sigma, labels):
+        swapped = {**buffers, **{f"generator.{k}": v for k, v in g_params.items()}}
+        g_loss = functional_call(self.both, swapped, (self.eager.g_objective, sigma, labels),
+                                 strict=False)
+        return g_loss.sum(), g_loss.detach()
+
+
+def _norm(grads: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of all gradients together (as the eager step's grad_norm_of)."""
+    # per-tensor norms rather than eager's _foreach_norm: inductor fuses these reductions,
+    # and has no C++-wrapper kernel for _foreach_norm
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                 for g in grads.values()]))
+
+
+# ---------------------------------------------------------------- the switch
+def cache_location() -> str:
+    """Where inductor keeps what it compiled ($TORCHINDUCTOR_CACHE_DIR, or its default)."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    return cache_dir()
+
+
+def wanted(setting, steps_left: int) -> bool:
+    """train.compile as a decision: true, false, or auto = compile runs with at least
+    AUTO_MIN_STEPS steps still to go (shorter ones finish before compiling would pay)."""
+    if setting == "auto":
+        return steps_left >= AUTO_MIN_STEPS
+    return bool(setting)
+
+
+def choose_step(step: GANStep, setting, steps_left: int, device: torch.device,
+                say: Callable[[str], None], clock: Optional[Clock] = None) -> GANStep | CompiledStep:
+    """The step the loop runs: compiled when train.compile asks for it and the run's
+    options allow it; otherwise the eager step, with one line saying why when asked."""
+    if not wanted(setting, steps_left):
+        return step
+    problem = refusal(step, device)
+    if problem is not None:
+        say(f"train.compile={str(setting).lower()}: the step runs eagerly ({problem})")
+        return step
+    say(f"train.compile={str(setting).lower()}: the step will be compiled as one graph "
+        f"(cache: {cache_location()})")
+    return CompiledStep(step, say, clock)
