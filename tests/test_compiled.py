@@ -14,7 +14,7 @@ from conftest import TINY, compose_train
 from gan_cli.compiled import AUTO_MIN_STEPS, OptimizerUpdate, choose_step, refusal, wanted
 from gan_cli.config import validate_train_config
 from gan_cli.errors import UserError
-from gan_cli.train import build_run
+from gan_cli.train import start_run
 from test_cli import run, script
 from test_resume import SHORT, assert_same_tensors, wait_for
 
@@ -73,7 +73,7 @@ def test_compiled_optimizer_update_follows_the_eager_optimizer_for_100_steps(nam
 
 def refusal_of(*overrides: str):
     cfg = compose_train([*TINY, *overrides])
-    return refusal(build_run(cfg, torch.device("cpu")).step, torch.device("cpu"))
+    return refusal(start_run(cfg, torch.device("cpu")).step, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("overrides, reason", [
@@ -86,7 +86,7 @@ def test_what_cannot_compile_is_named(overrides, reason):
 
 
 def test_an_optimizer_without_a_compiled_kernel_is_named():
-    step = build_run(compose_train(TINY), torch.device("cpu")).step
+    step = start_run(compose_train(TINY), torch.device("cpu")).step
     step.players.opt_g = torch.optim.Adagrad(step.players.generator.parameters())
     assert "optim.generator is Adagrad (compiled: Adam, AdamW, SGD, RMSprop)" in \
         refusal(step, torch.device("cpu"))
@@ -115,7 +115,7 @@ def test_a_refused_compile_trains_eagerly_with_one_line(run_tiny, capsys):
 def test_auto_compiles_only_runs_long_enough_to_pay():
     assert not wanted("auto", 200) and not wanted("auto", AUTO_MIN_STEPS - 1)
     assert wanted("auto", AUTO_MIN_STEPS) and wanted(True, 1) and not wanted(False, 10**9)
-    step = build_run(compose_train(TINY), torch.device("cpu")).step
+    step = start_run(compose_train(TINY), torch.device("cpu")).step
     said = []
     assert choose_step(step, "auto", 60, torch.device("cpu"), said.append) is step
     assert said == []  # a short run under auto: eager, nothing to say
