@@ -429,8 +429,11 @@ def _within(key: str, value: Any, low: float, high: float, *, low_open: bool = F
     ok = _is_number(value) and not math.isnan(value) and \
         (low < value if low_open else low <= value) and \
         (value < high if high_open else value <= high)
-    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    _require(ok, key, value, f"must be in {interval}" + (" or null" if allow_null else "") + note)
+    if high >= FLOAT32_MAX:  # no real upper limit: say the lower one
+        bound = f"must be {'>' if low_open else '>='} {low:g} and a finite float32 number"
+    else:
+        bound = f"must be in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    _require(ok, key, value, bound + (" or null" if allow_null else "") + note)
 
 
 def check_seed(key: str, seed: Any) -> None:
@@ -449,8 +452,9 @@ def validate_sample_config(cfg: DictConfig) -> None:
     """gan-sample's values that need no checkpoint to judge. Raises UserError."""
     _require(isinstance(cfg.n, int) and 1 <= cfg.n <= MAX_EVAL_SAMPLES, "n", cfg.n,
              f"must be a positive integer of at most {MAX_EVAL_SAMPLES}")
-    check_seed("seed", cfg.seed)
-    _within("rejection_quantile", cfg.rejection_quantile, 0, 1, low_open=True, allow_null=True)
+    check_seed("seed", cfg.get("seed", 0))
+    _within("rejection_quantile", cfg.get("rejection_quantile"), 0, 1, low_open=True,
+            allow_null=True)  # (a config built by hand may leave the optional keys out)
 
 
 def validate_train_config(cfg: DictConfig) -> None:

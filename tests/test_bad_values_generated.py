@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_module
@@ -63,11 +64,33 @@ def image_root(folder: Path) -> Path:
     return folder
 
 
+@functools.lru_cache
+def own_data(folder: Path) -> tuple[Path, Path]:
+    """A small point set (.csv) and a small labelled image folder, for data=points and
+    data=image_folder."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    points = folder / "points.csv"
+    rows = np.random.default_rng(0).normal(size=(300, 2))
+    points.write_text("x,y\n" + "\n".join(f"{a:.5f},{b:.5f}" for a, b in rows) + "\n")
+    images = folder / "images"
+    for label in ("a", "b"):
+        (images / label).mkdir(parents=True, exist_ok=True)
+        for i in range(12):
+            pixels = np.random.default_rng(i).integers(0, 256, (28, 28), dtype=np.uint8)
+            Image.fromarray(pixels).save(images / label / f"{i}.png")
+    return points, images
+
+
 def contexts(root: Path) -> list[list[str]]:
     """Where a preset is tried, in order: the first in which its unchanged config builds
-    is its context (a vector-data run; for image models, a run on synthetic digits)."""
+    is its context (a vector-data run; for image models, a run on synthetic digits; for
+    your own data, a small file or folder written here)."""
     image = ["experiment=mnist_dcgan", *TINY[1:], f"data.root={root}", "data.download=false"]
-    return [TINY, image]
+    points, images = own_data(root / "own")
+    return [TINY, image, [*TINY, f"data.path={points}"],
+            ["experiment=mnist_dcgan", *TINY[1:], f"data.path={images}"]]
 
 
 # ---------------------------------------------------------------- generating the cases

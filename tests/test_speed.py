@@ -13,10 +13,10 @@ from gan_cli.models import MLP, judges_each_sample_alone
 
 def count_d_passes(run_tiny, monkeypatch, run_dir, *overrides: str) -> list[int]:
     """The batch size of every training-mode D forward pass in a 3-step run."""
-    import gan_cli.train
+    import gan_cli.build
 
     sizes: list[int] = []
-    real_build_models = gan_cli.train.build_models
+    real_build_models = gan_cli.build.build_models
 
     def spying_build_models(*args, **kwargs):
         models = real_build_models(*args, **kwargs)
@@ -24,7 +24,7 @@ def count_d_passes(run_tiny, monkeypatch, run_dir, *overrides: str) -> list[int]
             lambda module, inputs: sizes.append(len(inputs[0])) if module.training else None)
         return models
 
-    monkeypatch.setattr(gan_cli.train, "build_models", spying_build_models)
+    monkeypatch.setattr(gan_cli.build, "build_models", spying_build_models)
     run_tiny("train.steps=3", "train.d_steps=1", "eval.plots=false", *overrides, run_dir=run_dir)
     return sizes
 

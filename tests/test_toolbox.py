@@ -177,10 +177,10 @@ def test_minibatch_layers_train(run_tiny, minibatch):
 
 
 def test_instance_noise_blurs_what_d_sees(run_tiny, monkeypatch, tmp_path):
-    import gan_cli.train
+    import gan_cli.build
 
     seen = []
-    real_build_models = gan_cli.train.build_models
+    real_build_models = gan_cli.build.build_models
 
     def spying_build_models(*args, **kwargs):
         models = real_build_models(*args, **kwargs)
@@ -190,7 +190,7 @@ def test_instance_noise_blurs_what_d_sees(run_tiny, monkeypatch, tmp_path):
             if module.training else None)
         return models
 
-    monkeypatch.setattr(gan_cli.train, "build_models", spying_build_models)
+    monkeypatch.setattr(gan_cli.build, "build_models", spying_build_models)
     run_tiny("data=unimodal", "train.steps=2", "train.d_steps=1", "train.instance_noise=2.0")
     # step 1: real N(4, 0.5) plus N(0, 2^2): std sqrt(0.25 + 4) = 2.06 (batch 64, so loosely)
     assert seen[0] == pytest.approx(2.06, rel=0.2)

@@ -51,7 +51,8 @@ def test_run_folder_is_complete(run_tiny):
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert ckpts == ["last.pt", "step_0000030.pt", "step_0000060.pt"]
     plots = sorted(p.name for p in (run_dir / "plots").iterdir())
-    assert plots == ["losses.png", "samples_0000030.png", "samples_0000060.png", "training.gif"]
+    assert plots == ["losses.png", "metrics.png", "samples_0000030.png", "samples_0000060.png",
+                     "training.gif"]
     from PIL import Image
 
     with Image.open(run_dir / "plots" / "training.gif") as gif:
@@ -68,7 +69,8 @@ def test_checkpoint_holds_what_resume_and_sampling_need(run_tiny):
     for key in ("generator", "discriminator", "generator_ema", "opt_g", "opt_d", "eval_z",
                 "rng_eval", "health"):
         assert state[key] is not None, key
-    assert set(state["rng"]) == {"torch_cpu", "torch_cuda", "numpy", "python"}
+    assert set(state["rng"]) == {"torch_cpu", "torch_cuda", "cuda_device", "torch_mps", "numpy",
+                                 "python"}
     # the metrics history, to continue the curves: the same rows as metrics.csv
     assert [r["step"] for r in state["rows"]] == [20, 30, 40, 60]
     assert state["rows"][-1]["w1"] == state["final_metrics"]["w1"]
@@ -123,10 +125,10 @@ class NanAfter:
 
 
 def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(run_tiny, monkeypatch):
-    import gan_cli.train
+    import gan_cli.build
 
-    real_build_loss = gan_cli.train.build_loss
-    monkeypatch.setattr(gan_cli.train, "build_loss", lambda cfg: NanAfter(real_build_loss(cfg), 23))
+    real_build_loss = gan_cli.build.build_loss
+    monkeypatch.setattr(gan_cli.build, "build_loss", lambda cfg: NanAfter(real_build_loss(cfg), 23))
     summary, run_dir = run_tiny("train.log_every=5", "train.eval_every=5", "train.ckpt_every=5")
     # step 24 goes NaN; the check at the next log interval (25) stops the run and names it
     assert summary["status"] == "diverged" and summary["step"] == 25
