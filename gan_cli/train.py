@@ -189,8 +189,9 @@ def train_on(device: torch.device, device_description: str, cfg: DictConfig,
         raise
     finally:
         folder.close_metrics()
-        manifest = {**run_manifest(device, device_description, started_at), "ended_at": now_iso()}
-        summary = summarise(run, outcome, evaluation_info, folder, manifest, logger)
+        summary = summarise(run, outcome, evaluation_info, folder, logger)  # (times: now)
+        summary["manifest"] = json_safe({**run_manifest(device, device_description, started_at),
+                                         "ended_at": now_iso()})
         finish(run, summary, out)
     return summary
 
@@ -385,7 +386,7 @@ def save(run: Run, out: Outputs, periodic: bool) -> None:
 
 
 def summarise(run: Run, outcome: Outcome, evaluation_info: dict, folder: RunFolder,
-              manifest: dict, logger: Optional[Any]) -> dict:
+              logger: Optional[Any]) -> dict:
     """summary.json (design.md, "The run folder"), written at the end and on interruption."""
     state, scorer = run.state, run.evaluator.scorer
     train_time = state.clock.training()
@@ -418,7 +419,6 @@ def summarise(run: Run, outcome: Outcome, evaluation_info: dict, folder: RunFold
         summary["resume_command"] = f"gan-train resume={folder.path.resolve()}"
     if logger is not None:
         summary["logger"] = logger.location  # where the live logger wrote
-    summary["manifest"] = manifest
     return json_safe(summary)  # what the file holds: NaN and infinity as None
 
 
