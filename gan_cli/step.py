@@ -130,15 +130,9 @@ class GANStep:
     def d_step(self, sigma: Scalar) -> tuple[torch.Tensor, ...]:
         """One D update; returns its loss, its logits on the real and fake batch
         ((B / pack, 1) each) and its gradient norm."""
-        opt_d, scaler = self.players.opt_d, self.players.scaler_d
         d_loss, real_logits, fake_logits = self.d_objective(*self.d_batch(sigma))
-        opt_d.zero_grad(set_to_none=True)
-        # replicas: the sum's gradient for each replica's weights is its own loss's
-        scaler.scale(d_loss.sum()).backward()
-        scaler.unscale_(opt_d)  # (fp16) the true gradients, for their norm and the update
-        grad_norm = self.grad_norm_d()
-        scaler.step(opt_d)
-        scaler.update()
+        grad_norm = self.update(d_loss, self.players.opt_d, self.players.scaler_d,
+                                self.grad_norm_d)
         self.loss.after_d_step(self.players.discriminator)  # e.g. WGAN's weight clipping
         return d_loss, real_logits, fake_logits, grad_norm
 
@@ -149,7 +143,7 @@ class GANStep:
         real, labels = self.draws.real(batch)
         real = self.blur(real, sigma)
         with torch.no_grad(), self.settings.autocast():  # fakes of the real batch's classes
-            fake = G(cond.generator_input(self.draws.noise(batch), labels)).float()
+            fake = self.fp32(G(cond.generator_input(self.draws.noise(batch), labels)))
         return real, self.blur(fake, sigma), labels
 
     def d_objective(self, real: torch.Tensor, fake: torch.Tensor,
@@ -177,21 +171,34 @@ class GANStep:
         labels = self.draws.labels(batch)  # (B,) classes for G to draw, or None
         with frozen(self.d_weights):  # D's input gradient only, not its weights'
             g_loss = self.g_objective(sigma, labels, critic)
-        opt_g, scaler = self.players.opt_g, self.players.scaler_g
-        opt_g.zero_grad(set_to_none=True)
-        scaler.scale(g_loss.sum()).backward()
-        scaler.unscale_(opt_g)
-        grad_norm = self.grad_norm_g()
-        scaler.step(opt_g)
-        scaler.update()
+        grad_norm = self.update(g_loss, self.players.opt_g, self.players.scaler_g,
+                                self.grad_norm_g)
         return g_loss, grad_norm
+
+    @staticmethod
+    def update(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               grad_norm: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """One optimizer step on the loss's gradient; returns the gradient's norm.
+        Replicas: the sum's gradient for each replica's weights is its own loss's."""
+        opt.zero_grad(set_to_none=True)
+        if not scaler.is_enabled():  # fp32, bf16
+            loss.sum().backward()
+            norm = grad_norm()
+            opt.step()
+            return norm
+        scaler.scale(loss.sum()).backward()  # fp16: scaled, so small gradients do not underflow
+        scaler.unscale_(opt)  # the true gradients, for their norm and the update
+        norm = grad_norm()
+        scaler.step(opt)  # (skipped when a gradient is not finite)
+        scaler.update()
+        return norm
 
     def g_objective(self, sigma: Scalar, labels: Optional[torch.Tensor],
                     critic: Optional[Callable] = None) -> torch.Tensor:
         """G's loss (per replica) on fresh fakes of classes `labels` (None: no labels)."""
         G, cond, batch = self.players.generator, self.cond, self.settings.batch_size
         with self.settings.autocast():
-            fake = G(cond.generator_input(self.draws.noise(batch), labels)).float()
+            fake = self.fp32(G(cond.generator_input(self.draws.noise(batch), labels)))
             fake_logits, fake_class = self.judge(self.blur(fake, sigma), labels, critic)
         return self.axis.per_replica(self.loss.g_loss)(fake_logits) + \
             cond.aux_loss(fake_class, labels)
@@ -208,7 +215,11 @@ class GANStep:
         for AC-GAN, its class logits (B, K) (else None)."""
         critic = critic or self.players.discriminator
         out = critic(self.cond.discriminator_input(x, labels, self.settings.image))
-        return self.cond.split(out.float())  # (under autocast: back to fp32 for the losses)
+        return self.cond.split(self.fp32(out))
+
+    def fp32(self, x: torch.Tensor) -> torch.Tensor:
+        """A network's output under autocast back in fp32, for the losses and statistics."""
+        return x if self.settings.precision == "fp32" else x.float()
 
     def judge_both(self, real: torch.Tensor, fake: torch.Tensor, labels: Optional[torch.Tensor]):
         """judge() of real and of fake samples of the same classes: (real's, fake's)."""
