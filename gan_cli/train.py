@@ -244,7 +244,9 @@ def loop(run: Run, out: Outputs, outcome: Outcome) -> None:
     state, t = run.state, SimpleNamespace(**OmegaConf.to_container(run.cfg.train, resolve=True))
     out.console.line(f"data: {run.data.describe()} | {run.axis.describe()} | {t.steps} steps")
     state.clock.start_training()
-    interval = (state.step, time.perf_counter())  # the step and time it began at
+    # the step, the time and the clock's off-path seconds the interval began at (a compiled
+    # step's compile time lands in off_path: it is start-up, not training speed)
+    interval = (state.step, time.perf_counter(), state.clock.off_path)
     try:
         with catch_stop_signals() as stop:
             # a stop request breaks out between steps, after the last one's row: the
@@ -266,12 +268,13 @@ def loop(run: Run, out: Outputs, outcome: Outcome) -> None:
                 check_finite(run, out)
                 off_path_start = time.perf_counter()
                 if do_log:
-                    speed = (state.step - interval[0]) / max(off_path_start - interval[1], 1e-9)
+                    speed = (state.step - interval[0]) / max(
+                        off_path_start - interval[1] - (state.clock.off_path - interval[2]), 1e-9)
                     log_interval(run, out, speed, do_eval)
                 if do_ckpt:
                     save(run, out, periodic=True)
                 state.clock.off_path += time.perf_counter() - off_path_start
-                interval = (state.step, time.perf_counter())
+                interval = (state.step, time.perf_counter(), state.clock.off_path)
             check_finite(run, out)  # never save a NaN (but a diverged replica's, marked)
             save(run, out, periodic=False)
         outcome.status = "completed" if state.step >= t.steps else "interrupted"
