@@ -1,6 +1,7 @@
 """Batched seed replicas against single runs, measured side by side (issue: sweeps, item 6).
 
     python benchmarks/replicas.py speed [--replicas 64] [--repeats 3]
+    python benchmarks/replicas.py compiled [--replicas 64] [--repeats 5]
     python benchmarks/replicas.py agreement [--seeds 16]
 
 speed: the toy of seed 000 (tri-modal 1-D mixture, its one-stop networks, batch 64,
@@ -10,6 +11,12 @@ full command's wall time and of training steps/s, and the ratios: the R-replica
 run's cost in single runs (target: at most 3) and its replica-steps/s against R
 sequential single runs (whose wall time is R x one single run's: they are the same
 command R times).
+
+compiled: the same toy with Adam on both sides (optim=adam; the reference script
+--optim adam), evaluated only at the end: `train.replicas=R train.compile=true` (warm
+compile cache), the reference script (one run: its steps/s), and the eager replica run,
+interleaved. Target: the compiled R-replica run's replica-steps/s >= 30x the
+reference's steps/s (issue 20).
 
 agreement: the default run (`gan-train`), 16 seeds as 16 separate runs (two at a
 time, one thread each) and as one `train.replicas=16` run. Prints per side the
@@ -32,6 +39,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from common import compare, gan_train_runs, reference_script
 
 TOY = ["data=trimodal", "model=blog_onestop", "optim=gd_exp_decay", "train.batch_size=64",
        "train.steps=5000"]
@@ -77,6 +86,23 @@ def speed(args: argparse.Namespace, root: Path) -> None:
           f"{r * med(single_wall) / med(batched_wall):.1f}x (wall time)")
 
 
+def compiled(args: argparse.Namespace, root: Path) -> None:
+    r = args.replicas
+    toy = [o for o in TOY if not o.startswith("optim=")] + [
+        "optim=adam", "train.eval_every=null", "device=cpu", *QUIET, f"train.replicas={r}"]
+    runs = gan_train_runs(toy, root, 1, lambda s: s["steps_per_sec"] * r, "both")
+    runs.pop("cold cache")
+
+    def reference(i: int) -> tuple[float, float, float]:
+        wall, out, peak = reference_script("reference_toy.py", ["--optim", "adam"], 1)
+        return wall, out["steps_per_sec"], peak
+
+    compare(f"toy, 5000 steps, batch 64, adam, 1 thread: {r} replicas against one "
+            "reference run", "replica-steps/s",
+            {f"compiled {r}": runs["gan-train"], "reference": reference,
+             f"eager {r}": runs["eager"]}, args.repeats, target=30)
+
+
 def agreement(args: argparse.Namespace, root: Path) -> None:
     n = args.seeds
     common = ["eval.plots=false"]
@@ -107,7 +133,7 @@ def agreement(args: argparse.Namespace, root: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["speed", "agreement"])
+    parser.add_argument("what", choices=["speed", "compiled", "agreement"])
     parser.add_argument("--replicas", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=16)
@@ -115,7 +141,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="gan_bench_"))
     try:
-        (speed if args.what == "speed" else agreement)(args, root)
+        {"speed": speed, "compiled": compiled, "agreement": agreement}[args.what](args, root)
     finally:
         if args.keep:
             print(f"run folders: {root}")

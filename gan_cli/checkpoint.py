@@ -23,7 +23,9 @@ from gan_cli.errors import UserError
 from gan_cli.files import atomic_write
 
 # the only settings a resumed run may change: the rest is the run's own config
-RESUMABLE_OVERRIDES = ("resume", "train.steps", "device", "threads")
+# what a resumed run may change: how long it runs and how (where, on how many threads,
+# compiled or eager); everything that defines the run comes from its checkpoint
+RESUMABLE_OVERRIDES = ("resume", "train.steps", "device", "threads", "train.compile")
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
@@ -147,12 +149,9 @@ def load_for_resume(resume: str, cfg: DictConfig, overrides: Sequence[str],
         raise UserError(f"resume={resume}: no such run folder or checkpoint file")
 
     run_cfg = run_config(state, resume)
-    if "train.steps" in keys:
-        run_cfg.train.steps = cfg.train.steps
-    if "device" in keys:
-        run_cfg.device = cfg.device
-    if "threads" in keys:
-        run_cfg.threads = cfg.threads
+    for key in RESUMABLE_OVERRIDES[1:]:
+        if key in keys:
+            OmegaConf.update(run_cfg, key, OmegaConf.select(cfg, key), merge=False)
     run_cfg.resume = str(resume)
     if run_cfg.train.steps < state["step"]:
         raise UserError(f"train.steps={run_cfg.train.steps}: the run is already at step "

@@ -17,10 +17,16 @@ random draws happen inside the graph from torch's global generator, as eager's d
 (inductor's fallback_random: the same aten random kernels, in the same order), so the
 RNG state a checkpoint saves is the one the graph consumes and resume is exact.
 
+train.replicas compiles too: the stacked weights update element by element as eager's
+do, and each gradient norm is per replica. Per-replica torch.Generators cannot be
+traced, so a compiled replica run draws every replica's random inputs in one batched
+call from torch's global stream (replicas.ReplicaRuns.trace_draws): each replica still
+starts from seed+k's networks and draws numbers of its own, but not the ones the single
+run seed+k draws (eager replicas do), and resume stays exact (that stream is saved).
+
 Not compiled (the run trains eagerly, with one console line saying why): options whose
 step needs a second autograd pass inside the first (WGAN-GP's penalty, unrolled GAN),
-train.replicas (per-replica torch.Generators cannot be traced), optimizers other than
-Adam/AdamW/SGD/RMSprop, and devices other than the CPU and CUDA.
+optimizers other than Adam/AdamW/SGD/RMSprop, and devices other than the CPU and CUDA.
 
 CUDA runs the same graph (not measured here: no GPU; CUDA-graph capture is not done).
 One difference to eager that the networks never meet: eager optimizers skip a weight
@@ -153,8 +159,6 @@ def refusal(step: GANStep, device: torch.device) -> Optional[str]:
     s, players = step.settings, step.players
     if device.type not in ("cpu", "cuda"):
         return f"device {device.type}: compiled steps run on the CPU and CUDA"
-    if step.axis.count > 1:
-        return "train.replicas > 1: the per-replica generators cannot be traced"
     if s.unroll_steps:
         return "train.unroll_steps: the look-ahead differentiates through D's updates"
     if s.precision != "fp32":
@@ -224,6 +228,7 @@ class CompiledStep:
         self.update_g = OptimizerUpdate(p.opt_g, {v: k for k, v in self.g_params.items()})
         self.update_d = OptimizerUpdate(p.opt_d, {v: k for k, v in self.d_params.items()})
         self.n_lr_g = len(p.opt_g.param_groups)
+        self.eager.axis.trace_draws()  # replicas: all replicas' draws in one traced call
         for opt in (p.opt_g, p.opt_d):  # the step does take optimizer steps (for the schedulers'
             opt._opt_called = True      # check that their first step came after one)
         if p.generator_ema is not None:
@@ -264,14 +269,14 @@ class CompiledStep:
             real, fake, labels = step.d_batch(sigma)
             grads, (_, (d_loss, real_logits, fake_logits)) = grad_and_value(
                 self._d_objective, has_aux=True)(self.d_params, self.buffers, real, fake, labels)
-            grad_norm_d = _norm(grads)
+            grad_norm_d = step.axis.norm_of(list(grads.values()))
             self.update_d(grads, lr_d)
             step.loss.after_d_step(step.players.discriminator)
         for _ in range(s.g_steps):
             labels = step.draws.labels(s.batch_size)
             grads, (_, g_loss) = grad_and_value(self._g_objective, has_aux=True)(
                 self.g_params, self.buffers, sigma, labels)
-            grad_norm_g = _norm(grads)
+            grad_norm_g = step.axis.norm_of(list(grads.values()))
             self.update_g(grads, lr_g)
         if step.players.generator_ema is not None:
             averaged, live, averaged_buffers, live_buffers = self.ema_pairs
@@ -293,14 +298,6 @@ class CompiledStep:
         g_loss = functional_call(self.both, swapped, (self.eager.g_objective, sigma, labels),
                                  strict=False)
         return g_loss.sum(), g_loss.detach()
-
-
-def _norm(grads: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The L2 norm of all gradients together (as the eager step's grad_norm_of)."""
-    # per-tensor norms rather than eager's _foreach_norm: inductor fuses these reductions,
-    # and has no C++-wrapper kernel for _foreach_norm
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
-                                                 for g in grads.values()]))
 
 
 # ---------------------------------------------------------------- the switch

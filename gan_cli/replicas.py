@@ -135,6 +135,15 @@ class SingleRun:
         """draw(generator): from generators[0], or torch's global stream by default."""
         return draw(generators[0] if generators else None)
 
+    def trace_draws(self) -> None:
+        """From now on, draw the step's random inputs in a way a compiled graph can trace
+        (a single run draws from torch's global stream already)."""
+
+    def norm_of(self, grads: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The L2 norm of all of these gradients together, as grad_norm_of's (in a form
+        inductor fuses: per-tensor norms, not _foreach_norm, which has no C++-wrapper kernel)."""
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
     def per_replica(self, f: Callable) -> Callable:
         """f over one replica's tensors, applied to the loop's (one run: f itself)."""
         return f
@@ -212,9 +221,17 @@ class ReplicaRuns(SingleRun):
         self.seeds, self.generators = list(seeds), list(generators)
         self.count = len(self.seeds)
         self.leading = (self.count,)
+        self.one_stream = False  # trace_draws(): the step draws from torch's global stream
 
     def draw(self, draw: Draw, generators: Optional[Sequence[torch.Generator]] = None) -> Any:
-        """draw(generator) once from each replica's generator, stacked to (R, ...)."""
+        """draw(generator) once from each replica's generator, stacked to (R, ...); after
+        trace_draws(), the step's draws (no `generators`) come from torch's global stream."""
+        if self.one_stream and generators is None:
+            # one batched call for all replicas, each its own numbers (vmap's "different"
+            # randomness): R draws in one kernel, and no torch.Generator, which a graph
+            # cannot trace
+            index = torch.arange(self.count)
+            return vmap(lambda _: draw(None), randomness="different")(index)
         drawn = [draw(g) for g in (generators or self.generators)]
         if isinstance(drawn[0], tuple):
             return tuple(torch.stack(parts) for parts in zip(*drawn))
@@ -225,6 +242,17 @@ class ReplicaRuns(SingleRun):
 
     def unstack(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(x)
+
+    def trace_draws(self) -> None:
+        """Compiled steps: the replicas' random inputs come from torch's global stream (the
+        one a checkpoint saves), all replicas' in one call, rather than from each replica's
+        own generator. Each replica still starts from seed+k's networks and draws its own
+        numbers, but no longer the ones the single run seed+k would draw."""
+        self.one_stream = True
+
+    def norm_of(self, grads: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(R,): each replica's L2 norm of all its gradients together (Replicas.grad_norm's)."""
+        return torch.stack([g.flatten(1).square().sum(1) for g in grads]).sum(0).sqrt()
 
     def pack(self, per_replica: list) -> Any:
         return per_replica

@@ -9,7 +9,8 @@ import time
 import pytest
 import torch
 
-from gan_cli.checkpoint import load_checkpoint
+from conftest import compose_train
+from gan_cli.checkpoint import load_checkpoint, load_for_resume
 from gan_cli.errors import UserError
 from test_cli import SMOKE, run, script
 
@@ -135,6 +136,10 @@ def test_resume_keeps_the_runs_config(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "resume" not in (tmp_path / "run" / ".hydra" / "overrides.yaml").read_text()
     assert load_checkpoint(tmp_path / "run")["config"]["data"]["means"] == [-4.0, 0.0, 4.0]
+    # how it runs may change: compiled or eager (as device= and threads=)
+    asked = compose_train([*SMOKE, "data=bimodal", "train.compile=true"])
+    _, run_cfg = load_for_resume(str(tmp_path / "run"), asked, ["train.compile=true"])
+    assert run_cfg.train.compile is True and run_cfg.data.means == [-4.0, 0.0, 4.0]
 
 
 def test_keep_checkpoints_prunes_old_periodic_ones(run_tiny):
