@@ -239,9 +239,13 @@ class CompiledStep:
         # graph's inputs (one small tensor; the players' fixed weights and states) cannot
         # change shape, and checking ~100 of them costs a tenth of a toy step.
         # isolate_recompiles: runs one after another in one process (a sweep's jobs under
-        # the basic launcher, tests) each get their own graph, never another run's
+        # the basic launcher, tests) each get their own graph, never another run's.
+        # cpp_wrapper: the graph's ~50 kernels called from C++ rather than Python: 1.2x the
+        # toy's compiled steps/s, 1.05x with 64 replicas (benchmarks/README.md); a warm
+        # compile takes as long
         return torch.compile(self._step, fullgraph=True, dynamic=False, isolate_recompiles=True,
-                             options={"fallback_random": True, "size_asserts": False})
+                             options={"fallback_random": True, "size_asserts": False,
+                                      "cpp_wrapper": True})
 
     def _run(self, sigma: float, ema_decay: float) -> torch.Tensor:
         p = self.eager.players
