@@ -207,14 +207,24 @@ def check_speed(run: Runner, cuda: bool) -> list[Row]:
                 rows.append(("steps/s", f"{name}, {variant}", f"skipped: no {key} in the config",
                              ""))
                 continue
-            summary, _ = run.train(extra + overrides, steps)
+            summary, folder = run.train(extra + overrides, steps)
             rows.append(("steps/s", f"{name}, {variant}, {run.device}",
-                         f"{summary['steps_per_sec']:.3g}", ""))
+                         f"{summary['steps_per_sec']:.3g}", compile_note(folder)))
         if cuda and name != "MNIST DCGAN":  # what device=auto weighs: the CPU's side
             summary, _ = Runner(run.root, "cpu", run.sizes, run.data).train(extra, steps)
             rows.append(("steps/s", f"{name}, eager, cpu", f"{summary['steps_per_sec']:.3g}",
                          f"device=auto picks {auto_choice(run, extra)}"))
     return rows
+
+
+def compile_note(folder: Path) -> str:
+    """What a run's train.log says about compiling: how long, and on CUDA whether the
+    step replays as a CUDA graph (empty for an eager run)."""
+    log = folder / "train.log"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return "; ".join(line.strip() for line in lines
+                     if "compiled the step" in line or "CUDA graph" in line
+                     or "runs eagerly" in line)
 
 
 def auto_choice(run: Runner, extra: list[str]) -> str:

@@ -28,7 +28,9 @@ Not compiled (the run trains eagerly, with one console line saying why): options
 step needs a second autograd pass inside the first (WGAN-GP's penalty, unrolled GAN),
 optimizers other than Adam/AdamW/SGD/RMSprop, and devices other than the CPU and CUDA.
 
-CUDA runs the same graph (not measured here: no GPU; CUDA-graph capture is not done).
+CUDA runs the same graph, replayed as a CUDA graph (inductor's cudagraph trees; a
+console line says whether capture happened). Not measured here: no GPU;
+benchmarks/gpu_check.py reports it.
 One difference to eager that the networks never meet: eager optimizers skip a weight
 whose gradient is None, the compiled step gives every weight its (possibly zero)
 gradient — both players' networks use all their weights in every step.
@@ -203,6 +205,7 @@ class CompiledStep:
         self.buffers = dict(self.both.named_buffers())
         self.device = next(iter(self.g_params.values())).device
         self.graph: Optional[Callable] = None
+        self.cuda_graph = self.device.type == "cuda"  # also captured as a CUDA graph
         self.warm = False  # the graph has run once: its guards may be skipped
 
     def __getattr__(self, name: str):  # settings, judge, ...: the eager step's
@@ -214,12 +217,18 @@ class CompiledStep:
             if not (state_ready(p.opt_g) and state_ready(p.opt_d)):
                 return self.eager(sigma, ema_decay)
             self.graph = self._compile()
+            skips_before = _cuda_graph_skips()
             start = time.perf_counter()
             stats = self._run(sigma, ema_decay)
             seconds = time.perf_counter() - start
             if self.clock is not None:  # start-up, like building the run: not training time
                 self.clock.off_path += seconds
             self.say(f"compiled the step in {seconds:.1f} s")
+            if self.cuda_graph:
+                self.say("the compiled step replays as a CUDA graph" if
+                         _cuda_graph_skips() == skips_before else
+                         "CUDA graph capture skipped (TORCH_LOGS=perf_hints says why): the "
+                         "compiled step runs without it")
             return stats
         return self._run(sigma, ema_decay)
 
@@ -243,9 +252,20 @@ class CompiledStep:
         # cpp_wrapper: the graph's ~50 kernels called from C++ rather than Python: 1.2x the
         # toy's compiled steps/s, 1.05x with 64 replicas (benchmarks/README.md); a warm
         # compile takes as long
+        options = {"fallback_random": True, "size_asserts": False, "cpp_wrapper": True}
+        if self.cuda_graph:
+            # on CUDA the graph's launches are replayed as one CUDA graph (inductor's
+            # cudagraph trees, as mode="reduce-overhead"), which needs every tensor the step
+            # updates in place at a fixed address: the optimizers' states and the buffers
+            # (parameters are fixed already); inductor itself skips capture, and says why
+            # under TORCH_LOGS=perf_hints, when something in the graph cannot be captured.
+            # No cpp_wrapper: a replayed graph leaves no launch overhead to save, and inductor
+            # declines capture with it when it partitions the graph
+            options = {**options, "cpp_wrapper": False, "triton.cudagraphs": True}
+            for t in [*self.buffers.values(), *_state_tensors(p.opt_g), *_state_tensors(p.opt_d)]:
+                torch._dynamo.mark_static_address(t)
         return torch.compile(self._step, fullgraph=True, dynamic=False, isolate_recompiles=True,
-                             options={"fallback_random": True, "size_asserts": False,
-                                      "cpp_wrapper": True})
+                             options=options)
 
     def _run(self, sigma: float, ema_decay: float) -> torch.Tensor:
         p = self.eager.players
@@ -256,8 +276,12 @@ class CompiledStep:
         # the first call only the differentiating ones (none: the run has one graph, whose
         # inputs keep their shapes and whose closed-over modules and settings never change);
         # checking each of its ~100 tensors and module attributes costs more than the step
+        if self.cuda_graph:  # a new replay: the previous step's outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.no_grad(), torch.compiler.set_stance(skip_guard_eval_unsafe=self.warm):
             stats = self.graph(scalars)
+        if self.cuda_graph:  # (the loop keeps a step's statistics past the next replay)
+            stats = stats.clone()
         self.warm = True
         for sched in p.schedulers:  # host-side: they change param_groups' lr floats
             sched.step()
@@ -302,6 +326,16 @@ class CompiledStep:
         g_loss = functional_call(self.both, swapped, (self.eager.g_objective, sigma, labels),
                                  strict=False)
         return g_loss.sum(), g_loss.detach()
+
+
+def _state_tensors(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [t for state in opt.state.values() for t in state.values()
+            if isinstance(t, torch.Tensor)]
+
+
+def _cuda_graph_skips() -> int:
+    """How many graphs inductor has declined to capture as CUDA graphs in this process."""
+    return torch._dynamo.utils.counters["inductor"]["cudagraph_skips"]
 
 
 # ---------------------------------------------------------------- the switch
