@@ -185,7 +185,7 @@ def deterministic_mode(on: bool, device: torch.device, warn: Warn = print) -> It
         message = prepare_deterministic_cuda(True)
         if message:
             warn(message)
-    torch.use_deterministic_algorithms(on)
+    _use_deterministic_algorithms(on)
     # benchmark: cuDNN times the convolution algorithms for each new shape and keeps the
     # fastest, which may differ from one process to the next: only when not deterministic
     torch.backends.cudnn.benchmark = not on
@@ -193,8 +193,17 @@ def deterministic_mode(on: bool, device: torch.device, warn: Warn = print) -> It
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        _use_deterministic_algorithms(saved[0], warn_only=saved[1])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2:]
+
+
+def _use_deterministic_algorithms(on: bool, warn_only: bool = False) -> None:
+    """torch.use_deterministic_algorithms, called only when the setting changes: it also
+    sets inductor's copy of the flag, and importing inductor (and dynamo) to do so cost
+    every run, eager ones included, ~1.5 s of start-up even when nothing changed."""
+    if (torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled()) != (on, warn_only):
+        torch.use_deterministic_algorithms(on, warn_only=warn_only)
 
 
 @contextmanager
