@@ -96,9 +96,10 @@ def fit_threads_to_model(threads: Optional[int], n_weights: int) -> str:
     one batched computation, so their matmuls are that much larger)."""
     import torch
 
+    if threads is not None:  # (the CLI has set it before torch started; gan_cli.run has not)
+        torch.set_num_threads(threads)
+        return f"torch threads: {threads} (threads={threads})"
     share = torch.get_num_threads()
-    if threads is not None:
-        return f"torch threads: {share} (threads={threads})"
     n = auto_threads_for_model(n_weights, share)
     torch.set_num_threads(n)
     if n_weights < SMALL_NETWORK_WEIGHTS:
