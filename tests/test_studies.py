@@ -32,6 +32,12 @@ def test_the_fast_study_writes_every_arm_and_claim_with_a_verdict(tmp_path, caps
     assert png.read_bytes()[:4] == b"\x89PNG"
     # the runs behind the numbers: one batched run per arm, two replicas each
     assert len(list((tmp_path / "runs").glob("*/summary.json"))) == len(blog.ARMS)
+    # --from-runs rebuilds the same tables from them, training nothing
+    rebuilt = blog.main(["--seeds", "2", "--steps", "30", "--out", str(tmp_path / "again"),
+                         "--runs", str(tmp_path / "runs"), "--from-runs"]).read_text()
+    assert "rebuilt from those runs" in rebuilt
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert [line for line in rebuilt.splitlines() if line.startswith("| ")] == table
 
 
 def result(strict, loose, peaks=None, arm=blog.ARMS[0]):
@@ -60,7 +66,7 @@ OLD_REPORT = """## The blog's claims
 
 | claim | verdict | measured |
 |---|---|---|
-| uni-modal converges within 20-30 steps | **partly** | median over 20 seeds: never |
+| uni-modal converges within 20-30 steps | **partly** | median over 20 seeds: never (strict), 1910 steps (loose); G gets there |
 | results depend on the random seed | **reproduced** | 3 of 8 arms |
 """
 
@@ -73,21 +79,25 @@ def test_each_verdict_says_what_changed_and_which_change_did_it():
     slow_twin = result([900] * 3, [900] * 3, arm=by["uni-modal" + blog.NO_PRETRAINING])
     rows = {(r[0], r[1]): r for r in blog.verdict_rows([fast, slow_twin], OLD_REPORT)}
     claim = "uni-modal converges within 20-30 steps"
-    _, _, verdict, _, changed = rows[(claim, "peaks")]
-    assert verdict == "reproduced" and changed.startswith("before: partly; without pre-training")
-    assert changed.endswith("-> the pre-training made the change")
-    fast_twin = result([20] * 3, [20] * 3, arm=by["uni-modal" + blog.NO_PRETRAINING])
-    rows = {(r[0], r[1]): r for r in blog.verdict_rows([fast, fast_twin], OLD_REPORT)}
-    assert rows[(claim, "strict")][4].endswith("-> the batch and lr made the change")
+    _, _, verdict, _, changed = rows[(claim, "loose")]
+    # the old single verdict's medians give each yardstick's verdict back
+    assert verdict == "reproduced" and changed.startswith("before: partly at 1910 steps; "
+                                                          "without pre-training")
+    assert changed.endswith("-> batch and lr moved the median 1910 steps to 900 steps, "
+                            "the pre-training 900 steps to 20 steps")
+    assert rows[(claim, "strict")][4].startswith("before: not reproduced at never")
+    assert rows[(claim, "peaks")][4].startswith("before: not measured by this yardstick (the "
+                                                "report's one verdict: partly)")
     seeds = rows[("results depend on the random seed", "loose")]
     assert seeds[2] == "not reproduced" and "before: reproduced; D pre-trained" in seeds[4]
     # a report of the new form is read per yardstick
     new_form = "\n".join(["| claim | yardstick | verdict | measured | what changed |",
                           "|---|---|---|---|---|",
                           *[f"| {c} | {k} | **{v}** | {m} | {w} |" for c, k, v, m, w in
-                            blog.verdict_rows([fast, fast_twin], OLD_REPORT)]])
-    assert blog.previous_verdicts(new_form)[(claim, "peaks")] == "reproduced"
-    assert blog.previous_verdicts(OLD_REPORT)[(claim, None)] == "partly"
+                            blog.verdict_rows([fast, slow_twin], OLD_REPORT)]])
+    again = blog.previous_verdicts(new_form)[(claim, "peaks")]
+    assert (again.verdict, again.median) == ("reproduced", 20)
+    assert blog.previous_verdicts(OLD_REPORT)[(claim, None)].verdict == "partly"
 
 
 def test_evenly_spaced_modes_centre_on_zero():

@@ -22,7 +22,10 @@ without pre-training (batch 12, lr 0.03 kept).
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import math
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -83,17 +86,38 @@ class ArmResult:
     seconds: float
     run_dir: Path
     diverged: int = 0
+    threads: Optional[int] = None  # the run's torch threads (its manifest's)
 
     def share(self, steps: list[Optional[int]]) -> float:
         return sum(s is not None for s in steps) / len(steps)
 
 
 # ---------------------------------------------------------------- running
+def arm_folder(arm: Arm, out: Path) -> Path:
+    return out / arm.name.replace(" ", "_").replace(",", "")
+
+
 def run_arm(arm: Arm, seeds: int, steps: int, out: Path) -> ArmResult:
     """Train the arm's config for `seeds` seeds (0..seeds-1) as one batched run."""
-    run_dir = out / arm.name.replace(" ", "_").replace(",", "")
-    summary, rows, seconds = run_replicas(arm.overrides, seeds, steps, run_dir)
+    run_dir = arm_folder(arm, out)
+    return arm_result(arm, *run_replicas(arm.overrides, seeds, steps, run_dir), run_dir)
+
+
+def finished_arm(arm: Arm, out: Path) -> ArmResult:
+    """The result of an arm's run that has finished in `out` (--from-runs)."""
+    run_dir = arm_folder(arm, out)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    with open(run_dir / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["w1"]]  # evaluation rows
+    return arm_result(arm, summary, rows, summary["wall_time_s"], run_dir)
+
+
+def arm_result(arm: Arm, summary: dict, rows: list[dict], seconds: float,
+               run_dir: Path) -> ArmResult:
+    """Each seed's convergence steps by the three yardsticks, from the run's summary and
+    its metrics.csv evaluation rows."""
     per = summary["per_replica"]
+    seeds = len(per)
     n_modes = int(summary["metrics"].get("n_modes") or 0)
 
     def first_step(k: int, met: Callable[[dict], bool]) -> Optional[int]:
@@ -113,7 +137,7 @@ def run_arm(arm: Arm, seeds: int, steps: int, out: Path) -> ArmResult:
         final_w1=[p["metrics"].get("w1", math.nan) for p in per],
         final_modes=[int(p["metrics"].get("modes_covered", 0)) for p in per],
         n_modes=n_modes, seconds=seconds, run_dir=run_dir,
-        diverged=summary["diverged"])
+        diverged=summary["diverged"], threads=summary.get("manifest", {}).get("torch_threads"))
 
 
 # ---------------------------------------------------------------- numbers and verdicts
@@ -149,11 +173,16 @@ def verdict_on_steps(r: ArmResult, about: bool, key: str) -> tuple[str, str]:
     t = r.arm.claimed_steps
     median = median_all(getattr(r, key))
     numbers = f"median over {len(r.seeds)} seeds: {_steps(median)}"
-    if within(median, t, about):
-        return "reproduced", numbers
-    if math.isfinite(median):
-        return "partly", numbers + f"; G gets there, but not in about {t} steps"
-    return "not reproduced", numbers + "; most seeds never get there in the run"
+    verdict = steps_verdict(median, t, about)
+    return verdict, numbers + {
+        "reproduced": "", "partly": f"; G gets there, but not in about {t} steps",
+        "not reproduced": "; most seeds never get there in the run"}[verdict]
+
+
+def steps_verdict(median: float, target: int, about: bool) -> str:
+    if within(median, target, about):
+        return "reproduced"
+    return "partly" if math.isfinite(median) else "not reproduced"
 
 
 def _steps(x: float) -> str:
@@ -200,6 +229,7 @@ class Claim:
     text: str  # the claim, as the reports name it
     judge: Callable[[str], tuple[str, str]]  # yardstick -> (verdict, measured)
     twin: Optional[Callable[[str], tuple[str, str]]] = None  # the same without pre-training
+    target: Optional[int] = None  # a claimed step count ("within T"), if that is the claim
 
 
 def claims(results: list[ArmResult]) -> list[Claim]:
@@ -213,7 +243,8 @@ def claims(results: list[ArmResult]) -> list[Claim]:
             rows.append(Claim(
                 f"{name} {by[name].arm.claim}",
                 lambda key, r=by[name]: verdict_on_steps(r, False, key),
-                twin and (lambda key, r=twin: verdict_on_steps(r, False, key))))
+                twin and (lambda key, r=twin: verdict_on_steps(r, False, key)),
+                by[name].arm.claimed_steps))
     if "uni-modal, one G layer fewer" in by and "uni-modal" in by:
         rows.append(Claim("one G layer fewer (uni-modal): about 150 steps instead of 20",
                           lambda key: ratio_verdict(by["uni-modal, one G layer fewer"],
@@ -231,55 +262,98 @@ def claims(results: list[ArmResult]) -> list[Claim]:
     return rows
 
 
-def previous_verdicts(report: Optional[str]) -> dict[tuple[str, Optional[str]], str]:
-    """(claim, yardstick or None) -> verdict, from an earlier seed_study.md's claims table
-    (before issue 24 the table had one verdict per claim and no yardstick column)."""
-    found: dict[tuple[str, Optional[str]], str] = {}
+@dataclass
+class Before:
+    """A claim's verdict in the previous report, by one yardstick (or its single verdict)."""
+
+    verdict: str
+    median: Optional[float] = None  # the claimed-steps median by this yardstick, if known
+
+
+MEDIAN = r"(never|[\d.]+ steps)"
+
+
+def _median(text: str) -> float:
+    return math.inf if text == "never" else float(text.split()[0])
+
+
+def previous_verdicts(report: Optional[str], targets: dict[str, int] = {}
+                      ) -> dict[tuple[str, Optional[str]], Before]:
+    """(claim, yardstick or None) -> Before, from an earlier seed_study.md's claims table.
+
+    Before issue 24 the table had one verdict per claim (strict if it met the claim, else
+    loose) and no yardstick column; for a claimed step count (targets: claim -> T) its
+    "measured" cell gives both medians, from which each yardstick's verdict is rebuilt."""
+    found: dict[tuple[str, Optional[str]], Before] = {}
     header: Optional[list[str]] = None
     for line in (report or "").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if cells and cells[0] == "claim":
             header = cells
-        elif header and line.startswith("|") and not set(line) <= set("|-"):
-            row = dict(zip(header, cells))
-            stick = row.get("yardstick")
-            key = next((k for k in YARDSTICKS if stick and stick.startswith(k)), None)
-            found[(row["claim"], key)] = row.get("verdict", "").strip("*")
-        elif header and not line.startswith("|"):
-            header = None if found else header
+            continue
+        if header is None or not line.startswith("|") or set(line) <= set("|-"):
+            continue
+        row = dict(zip(header, cells))
+        claim, verdict = row["claim"], row.get("verdict", "").strip("*")
+        stick = next((k for k in YARDSTICKS if row.get("yardstick", "").startswith(k)), None)
+        measured = row.get("measured", "")
+        one = re.search(rf"median over \d+ seeds: {MEDIAN}(;|$)", measured)
+        found[(claim, stick)] = Before(verdict, _median(one.group(1)) if one else None)
+        both = re.search(rf"{MEDIAN} \(strict\), {MEDIAN} \(loose\)", measured)
+        if stick is None and both and claim in targets:
+            for key, text in zip(("strict", "loose"), both.groups()):
+                median = _median(text)
+                found[(claim, key)] = Before(steps_verdict(median, targets[claim], False),
+                                             median)
     return found
 
 
-def what_changed(claim: Claim, key: str, verdict: str,
-                 before: dict[tuple[str, Optional[str]], str]) -> str:
-    """The previous report's verdict on the claim (by this yardstick, else its single one)
-    and, where a twin without pre-training ran, which change made the difference."""
-    was = before.get((claim.text, key), before.get((claim.text, None)))
-    if was is None:
+def what_changed(claim: Claim, key: str, verdict: str, median: Optional[float],
+                 before: dict[tuple[str, Optional[str]], Before]) -> str:
+    """The previous report's verdict on the claim by this yardstick and, where a twin
+    without pre-training ran, how far the batch and lr and how far the pre-training moved
+    the median."""
+    was = before.get((claim.text, key))
+    single = before.get((claim.text, None))
+    if was is None and single is None:
         return "not in the previous report"
-    text = f"before: {was}" + ("" if was != verdict else " (unchanged)")
+    if was is None and claim.target is not None:  # its strict and loose medians were known
+        text = (f"before: not measured by this yardstick (the report's one verdict: "
+                f"{single.verdict})")
+    else:
+        was = was or single  # a report with one verdict per claim: it stands for each
+        text = f"before: {was.verdict}" + (f" at {_steps(was.median)}" if was.median is not
+                                          None else "") + (" (unchanged)" if was.verdict ==
+                                                           verdict else "")
     if claim.twin is None:
-        return text + ("" if was == verdict else f"; {CHANGES}, not told apart here")
+        changed = was is not None and was.verdict != verdict
+        return text + (f"; {CHANGES}, not told apart here" if changed else "")
     twin_verdict, twin_numbers = claim.twin(key)
-    text += f"; without pre-training (batch 12, lr 0.03): {twin_verdict}, {twin_numbers}"
-    if was == verdict:
-        return text
-    if twin_verdict == verdict:
-        return text + " -> the batch and lr made the change"
-    if twin_verdict == was:
-        return text + " -> the pre-training made the change"
-    return text + " -> both made a change"
+    twin_median = re.search(rf"seeds: {MEDIAN}", twin_numbers)
+    twin_at = _steps(_median(twin_median.group(1))) if twin_median else "?"
+    text += f"; without pre-training (batch 12, lr 0.03): {twin_verdict} at {twin_at}"
+    if median is not None and math.isinf(median) and twin_at == "never" and (
+            was is None or was.median is None or math.isinf(was.median)):
+        return text  # never, then and now, with or without pre-training
+    if was is not None and was.median is not None and median is not None:
+        text += (f" -> batch and lr moved the median {_steps(was.median)} to {twin_at}, "
+                 f"the pre-training {twin_at} to {_steps(median)}")
+    elif median is not None:
+        text += f" -> the pre-training moved the median {twin_at} to {_steps(median)}"
+    return text
 
 
 def verdict_rows(results: list[ArmResult], previous: Optional[str]) -> list[tuple[str, ...]]:
     """(claim, yardstick, verdict, measured, what changed) per claim and yardstick."""
-    before = previous_verdicts(previous)
+    found = claims(results)
+    before = previous_verdicts(previous, {c.text: c.target for c in found if c.target})
     rows = []
-    for claim in claims(results):
+    for claim in found:
         for key in YARDSTICKS:
             verdict, measured = claim.judge(key)
-            rows.append((claim.text, key, verdict, measured,
-                         what_changed(claim, key, verdict, before)))
+            median = re.search(rf"seeds: {MEDIAN}", measured) if claim.target else None
+            rows.append((claim.text, key, verdict, measured, what_changed(
+                claim, key, verdict, _median(median.group(1)) if median else None, before)))
     return rows
 
 
@@ -295,14 +369,21 @@ def blog_summary(rows: list[tuple[str, ...]]) -> str:
 
 # ---------------------------------------------------------------- the report
 def write_report(results: list[ArmResult], out_md: Path, figure: Path, command: str,
-                 seconds: float, steps: int, previous: Optional[str] = None) -> None:
-    """docs/seed_study.md; previous: the report this one replaces (its verdicts are cited)."""
+                 seconds: float, steps: int, previous: Optional[str] = None,
+                 rebuilt: bool = False) -> None:
+    """docs/seed_study.md; previous: the report this one replaces (its verdicts are cited);
+    rebuilt: from finished runs (--from-runs), `seconds` being theirs."""
     rows = verdict_rows(results, previous)
+    when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     lines = [
         "# Seed 000's convergence study, re-run",
         "",
-        f"Generated by `{command}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
-        f"({machine()}) in {seconds / 60:.1f} minutes; every number below is from that run.",
+        (f"Trained by `{command}` ({machine(threads=False)}, {results[0].threads} torch "
+         f"thread(s) per run) in {seconds / 60:.1f} minutes (the arms' runs "
+         f"together); this report was rebuilt from those runs on {when} with `--from-runs`, "
+         "and every number below is from them." if rebuilt else
+         f"Generated by `{command}` on {when} ({machine()}) in {seconds / 60:.1f} minutes; "
+         "every number below is from that run."),
         "",
         "Each arm is one `experiment=blog_*` preset, rebuilt from the January 2017 aylien code "
         "the blog names (batch 12, gradient descent at lr 0.03 decayed x0.95 every 150 steps, "
@@ -400,6 +481,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
                         help="folder for seed_study.md and .png (default docs/)")
     parser.add_argument("--runs", type=Path, default=None,
                         help="folder for the runs (default outputs/studies/blog/<time>)")
+    parser.add_argument("--from-runs", action="store_true",
+                        help="train nothing: rebuild the report from the finished runs in "
+                             "--runs (its time: the runs' own)")
     args = parser.parse_args(argv)
     if args.seeds < 2 or args.steps < 10:
         parser.error("--seeds must be at least 2 and --steps at least 10")
@@ -407,9 +491,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     args.out.mkdir(parents=True, exist_ok=True)
     report = args.out / "seed_study.md"
     previous = report.read_text() if report.exists() else None  # its verdicts are cited
+    if args.from_runs and args.runs is None:
+        parser.error("--from-runs needs --runs, the folder of the finished runs")
     start, results = time.perf_counter(), []
     for arm in ARMS:
-        results.append(run_arm(arm, args.seeds, args.steps, runs))
+        results.append(finished_arm(arm, runs) if args.from_runs else
+                       run_arm(arm, args.seeds, args.steps, runs))
         r = results[-1]
         print(f"{arm.name}: strict {r.share(r.strict):.0%} converged, loose "
               f"{r.share(r.loose):.0%}, peaks {r.share(r.peaks):.0%} ({r.seconds:.0f} s)",
@@ -419,8 +506,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     command = "python -m gan_cli.studies.blog" + (
         f" --seeds {args.seeds}" if args.seeds != 20 else "") + (
         f" --steps {args.steps}" if args.steps != 5000 else "")
-    write_report(results, report, figure, command, time.perf_counter() - start, args.steps,
-                 previous)
+    seconds = sum(r.seconds for r in results) if args.from_runs else \
+        time.perf_counter() - start
+    write_report(results, report, figure, command, seconds, args.steps, previous,
+                 rebuilt=args.from_runs)
     print(f"wrote {report} and {figure}; runs in {runs}")
     return report
 
