@@ -23,6 +23,7 @@ from gan_cli.device import describe_device, pick_device  # noqa: F401 (moved; re
 from gan_cli.errors import UserError
 from gan_cli.labels import Conditioning
 from gan_cli.models import Affine, NoisePrior, Pack, Shift, spectral_normalise
+from gan_cli.pretrain import check_pretraining
 from gan_cli.replicas import Replicas, ReplicaRuns, SingleRun, copy_of_global_generator
 
 
@@ -219,6 +220,15 @@ def _built_and_called(node: DictConfig, key: str, argument: Any) -> Any:
         return hydra_instantiate(node, _convert_="all")(argument)
 
 
+def discriminator_optimizer_factory(optim_cfg: DictConfig) -> tuple[Callable, Optional[Callable]]:
+    """optim.discriminator's optimizer and optim.schedule, as functions of the parameters
+    (of the optimizer): a fresh copy of the game's D optimizer, e.g. for pre-training."""
+    schedule: Optional[DictConfig] = optim_cfg.get("schedule")
+    return (lambda params: _built_and_called(optim_cfg.discriminator, "optim.discriminator", params),
+            None if schedule is None else
+            (lambda opt: _built_and_called(schedule, "optim.schedule", opt)))
+
+
 def build_optimizers(optim_cfg: DictConfig, models: Models) -> Optimizers:
     opt_g = _built_and_called(optim_cfg.generator, "optim.generator",
                               models.generator.parameters())
@@ -277,6 +287,7 @@ def build_run(cfg: DictConfig, device: torch.device) -> Built:
     validate_train_config(cfg)
     seed_everything(cfg.seed)
     data = build_data(cfg.data, device)
+    check_pretraining(cfg, data)  # train.d_pretrain_steps needs a known density
     # class labels (conditional GAN, AC-GAN) join G's and D's inputs, or D's outputs
     cond = build_conditioning(cfg.model, cfg.loss, data)
     models, axis = build_networks(cfg.model, data, device, cfg.seed, cfg.train.replicas, cond)

@@ -38,6 +38,9 @@ class TrainLoop:
     # the whole step as one torch.compile graph: true | false | auto (= true when at least
     # gan_cli.compiled.AUTO_MIN_STEPS steps remain, so that the ~30 s compile pays)
     compile: Any = "auto"
+    # updates fitting D's output to the data's true density by MSE before the game (aylien's
+    # January 2017 pre-training; gan_cli/pretrain.py); Gaussian mixtures only; 0 = off
+    d_pretrain_steps: int = 0
 
 
 @dataclass
@@ -490,6 +493,7 @@ def _check_train_loop(t: DictConfig) -> None:
             note=" (a standard deviation; 0 = off)")
     _within("train.unroll_steps", t.unroll_steps, 0, MAX_UPDATES, note=" (0 = off)")
     _positive("train.replicas", t.replicas, integer=True, at_most=MAX_REPLICAS)
+    _within("train.d_pretrain_steps", t.d_pretrain_steps, 0, MAX_STEPS, note=" (0 = off)")
     _require(t.compile in (True, False, "auto"), "train.compile", t.compile,
              "allowed: true, false, auto")
 

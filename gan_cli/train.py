@@ -15,13 +15,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import plots
-from gan_cli.build import build_evaluation, build_logger, build_run
+from gan_cli.build import build_evaluation, build_logger, build_run, \
+    discriminator_optimizer_factory
 from gan_cli.compiled import choose_step
 from gan_cli.config import validate_train_config
 from gan_cli.console import RunConsole
@@ -34,6 +35,7 @@ from gan_cli.labels import Conditioning
 from gan_cli.launchers import fit_threads_to_model
 from gan_cli.loggers import flat_hparams
 from gan_cli.manifest import now_iso, run_manifest
+from gan_cli.pretrain import pretrain_discriminator, pretraining_line
 from gan_cli.replicas import RandomDraws, SingleRun, median_row
 from gan_cli.runfolder import RunFolder
 from gan_cli.state import Evaluation, RunState
@@ -165,6 +167,8 @@ def train_on(device: torch.device, device_description: str, cfg: DictConfig,
     # images: the classifier is loaded, or trained once (a minute or two), before anything
     # is written, so that a Ctrl-C meanwhile leaves no half-made run folder
     early_lines = ShownEarly()  # its lines go to train.log once that exists
+    if resumed is None:  # a resumed run's D was pre-trained before its first checkpoint
+        pretrain(run, early_lines)
     scorer = build_evaluation(run.data, cfg.eval, device, log=early_lines,
                               conditional=run.cond.conditional)
     run.evaluator = Evaluator(scorer, run.cond, run.axis, cfg.eval.rejection_quantile,
@@ -194,6 +198,19 @@ def train_on(device: torch.device, device_description: str, cfg: DictConfig,
                                          "ended_at": now_iso()})
         finish(run, summary, out)
     return summary
+
+
+def pretrain(run: Run, log: Callable[[str], None]) -> None:
+    """train.d_pretrain_steps > 0: fit D to the data's density before the game (pretrain.py),
+    with a fresh copy of the game's D optimizer and schedule, as aylien's code does."""
+    steps, batch = run.cfg.train.d_pretrain_steps, run.cfg.train.batch_size
+    if not steps:
+        return
+    make_optimizer, make_schedule = discriminator_optimizer_factory(run.cfg.optim)
+    first, last = pretrain_discriminator(run.state.players.discriminator, run.loss, run.data,
+                                         run.axis, make_optimizer, make_schedule, steps, batch,
+                                         run.device)
+    log(pretraining_line(steps, first, last, run.axis.count))
 
 
 class ShownEarly(list):

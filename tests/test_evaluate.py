@@ -103,3 +103,45 @@ def test_mode_spread_takes_the_worst_mode_and_dimension():
     assert 0.5 < mode_spread(fake, real, mix) < 0.8
     assert mode_spread(real[:10], real, mix) > 0  # few samples: still a number
     assert mode_spread(torch.full((100, 2), 50.0), real, mix) == 0.0  # nothing covered
+
+
+# ---------------------------------------------------------------- the blog's yardstick
+TRIMODAL = GaussianMixture([-4.0, 0.0, 4.0], 0.5)
+
+
+def spikes(at, n_each=3000, width=0.01):
+    """Narrow spikes of n_each samples at the given points, (n, 1)."""
+    g = torch.Generator().manual_seed(1)
+    centres = torch.tensor(at).repeat_interleave(n_each).unsqueeze(1)
+    return centres + width * torch.randn(centres.shape, generator=g)
+
+
+def test_one_narrow_spike_per_mode_has_a_peak_on_every_mode():
+    from gan_cli.evaluate import mode_peaks
+
+    assert mode_peaks(spikes([-4.0, 0.0, 4.0]), TRIMODAL) == 3
+    assert mode_peaks(spikes([-4.1, 0.2, 3.8]), TRIMODAL) == 3  # within half a std (0.25)
+    # the real distribution has its peaks on the modes too
+    assert mode_peaks(TRIMODAL.sample(10_000, torch.Generator().manual_seed(0)), TRIMODAL) == 3
+
+
+def test_a_missing_or_misplaced_mode_has_no_peak():
+    from gan_cli.evaluate import mode_peaks
+
+    assert mode_peaks(spikes([-4.0, 0.0], n_each=4500), TRIMODAL) == 2  # no mode at 4
+    assert mode_peaks(spikes([-4.0, 0.5, 4.0]), TRIMODAL) == 2  # 1 std off the middle one
+    assert mode_peaks(spikes([-4.0, 0.0, 4.4]), TRIMODAL) == 2  # 0.8 std off
+    # spread over the whole line: the KDE wobbles, but nowhere near the data's height
+    flat = torch.rand(10_000, 1, generator=torch.Generator().manual_seed(2)) * 12 - 6
+    assert mode_peaks(flat, TRIMODAL) == 0
+    # one broad bump over all three (std 4): its top at 0 is not half as high as the mode there
+    assert mode_peaks(4 * torch.randn(10_000, 1, generator=torch.Generator().manual_seed(3)),
+                      TRIMODAL) == 0
+
+
+def test_peaks_on_modes_is_a_1d_mixture_metric():
+    g = torch.Generator().manual_seed(0)
+    m = evaluate_mixture(spikes([-4.0, 0.0, 4.0]), TRIMODAL.sample(9000, g), TRIMODAL)
+    assert m["peaks_on_modes"] == 3 and m["mode_spread"] < 0.1  # narrow: only peaks pass
+    ring = GaussianMixture([[1.0, 0.0], [-1.0, 0.0]], 0.1)
+    assert "peaks_on_modes" not in evaluate_mixture(ring.sample(500, g), ring.sample(500, g), ring)

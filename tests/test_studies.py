@@ -20,31 +20,84 @@ def test_the_fast_study_writes_every_arm_and_claim_with_a_verdict(tmp_path, caps
     assert "`python -m gan_cli.studies.blog --seeds 2 --steps 30`" in text
     for arm in blog.ARMS:  # one table row per arm, with 2 seeds
         assert re.search(rf"^\| {re.escape(arm.name)} \| 2 \|", text, re.M), arm.name
-    verdicts = re.findall(r"^\| (.+?) \| \*\*(reproduced|partly|not reproduced)\*\* \|", text, re.M)
-    assert len(verdicts) == 7  # uni, bi, tri, shallow, narrow, scaling, seeds
-    assert any("depend on the random seed" in claim for claim, _ in verdicts)
+    verdicts = re.findall(r"^\| (.+?) \| (strict|loose|peaks) \| "
+                          r"\*\*(reproduced|partly|not reproduced)\*\* \|", text, re.M)
+    # uni, bi, tri, shallow, narrow, scaling, seeds: each by each of the three yardsticks
+    assert len(verdicts) == 7 * 3
+    assert {stick for _, stick, _ in verdicts} == {"strict", "loose", "peaks"}
+    assert any("depend on the random seed" in claim for claim, _, _ in verdicts)
+    assert "Under the blog's own notion of convergence (peaks on the modes), " in text
+    assert text.count("not in the previous report") == 7 * 3  # there was none in the folder
     png = tmp_path / "docs" / "seed_study.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
     # the runs behind the numbers: one batched run per arm, two replicas each
     assert len(list((tmp_path / "runs").glob("*/summary.json"))) == len(blog.ARMS)
+    # --from-runs rebuilds the same tables from them, training nothing
+    rebuilt = blog.main(["--seeds", "2", "--steps", "30", "--out", str(tmp_path / "again"),
+                         "--runs", str(tmp_path / "runs"), "--from-runs"]).read_text()
+    assert "rebuilt from those runs" in rebuilt
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert [line for line in rebuilt.splitlines() if line.startswith("| ")] == table
+
+
+def result(strict, loose, peaks=None, arm=blog.ARMS[0]):
+    return blog.ArmResult(arm, list(range(len(strict))), strict, loose, peaks or strict,
+                          [0.1] * len(strict), [1] * len(strict), 1, 0.0, None)
 
 
 def test_verdicts_follow_the_measured_steps():
-    def result(strict, loose):
-        return blog.ArmResult(blog.ARMS[0], list(range(len(strict))), strict, loose,
-                              [0.1] * len(strict), [1] * len(strict), 1, 0.0, None)
-
-    assert blog.verdict_on_steps(result([20, 30, 40], [10, 20, 30]), about=False)[0] == \
+    assert blog.verdict_on_steps(result([20, 30, 40], [10, 20, 30]), False, "strict")[0] == \
         "reproduced"  # median 30 <= 2 x 30
-    assert blog.verdict_on_steps(result([None, None, 90], [20, 30, 40]), about=False)[0] == \
-        "partly"  # strict never, loose on time
-    assert blog.verdict_on_steps(result([None] * 3, [None] * 3), about=False)[0] == \
-        "not reproduced"
+    assert blog.verdict_on_steps(result([None, None, 90], [20, 30, 40]), False, "loose")[0] == \
+        "reproduced"  # each yardstick alone
+    narrow_peaks = result([None] * 3, [None, 900, None], [20, 30, 40])
+    assert [blog.verdict_on_steps(narrow_peaks, False, k)[0] for k in blog.YARDSTICKS] == \
+        ["not reproduced", "not reproduced", "reproduced"]
+    assert blog.verdict_on_steps(result([None, 900, 800], [None] * 3), False, "strict")[0] == \
+        "partly"  # gets there, late
     slow, fast = result([160, 150, 140], [150] * 3), result([20] * 3, [20] * 3)
-    verdict, text = blog.ratio_verdict(slow, fast, 150 / 20)
+    verdict, text = blog.ratio_verdict(slow, fast, 150 / 20, "strict")
     assert verdict == "reproduced" and "7.5x" in text
-    assert blog.seed_verdict([result([10, None], [10, None])])[0] == "reproduced"
-    assert blog.seed_verdict([result([10, 10], [10, 10])])[0] == "not reproduced"
+    assert blog.seed_verdict([result([10, None], [10, None])], "loose")[0] == "reproduced"
+    assert blog.seed_verdict([result([10, 10], [10, 10])], "loose")[0] == "not reproduced"
+
+
+OLD_REPORT = """## The blog's claims
+
+| claim | verdict | measured |
+|---|---|---|
+| uni-modal converges within 20-30 steps | **partly** | median over 20 seeds: never (strict), 1910 steps (loose); G gets there |
+| results depend on the random seed | **reproduced** | 3 of 8 arms |
+"""
+
+
+def test_each_verdict_says_what_changed_and_which_change_did_it():
+    """The previous report's verdict is cited; a twin arm without pre-training (same batch
+    and lr) tells the pre-training's effect from the batch's and lr's."""
+    by = {a.name: a for a in blog.ARMS}
+    fast = result([20] * 3, [20] * 3, arm=by["uni-modal"])
+    slow_twin = result([900] * 3, [900] * 3, arm=by["uni-modal" + blog.NO_PRETRAINING])
+    rows = {(r[0], r[1]): r for r in blog.verdict_rows([fast, slow_twin], OLD_REPORT)}
+    claim = "uni-modal converges within 20-30 steps"
+    _, _, verdict, _, changed = rows[(claim, "loose")]
+    # the old single verdict's medians give each yardstick's verdict back
+    assert verdict == "reproduced" and changed.startswith("before: partly at 1910 steps; "
+                                                          "without pre-training")
+    assert changed.endswith("-> batch and lr moved the median 1910 steps to 900 steps, "
+                            "the pre-training 900 steps to 20 steps")
+    assert rows[(claim, "strict")][4].startswith("before: not reproduced at never")
+    assert rows[(claim, "peaks")][4].startswith("before: not measured by this yardstick (the "
+                                                "report's one verdict: partly)")
+    seeds = rows[("results depend on the random seed", "loose")]
+    assert seeds[2] == "not reproduced" and "before: reproduced; D pre-trained" in seeds[4]
+    # a report of the new form is read per yardstick
+    new_form = "\n".join(["| claim | yardstick | verdict | measured | what changed |",
+                          "|---|---|---|---|---|",
+                          *[f"| {c} | {k} | **{v}** | {m} | {w} |" for c, k, v, m, w in
+                            blog.verdict_rows([fast, slow_twin], OLD_REPORT)]])
+    again = blog.previous_verdicts(new_form)[(claim, "peaks")]
+    assert (again.verdict, again.median) == ("reproduced", 20)
+    assert blog.previous_verdicts(OLD_REPORT)[(claim, None)].verdict == "partly"
 
 
 def test_evenly_spaced_modes_centre_on_zero():

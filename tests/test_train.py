@@ -30,7 +30,8 @@ def test_run_folder_is_complete(run_tiny):
     assert [int(r["step"]) for r in rows] == [20, 30, 40, 60]
     assert list(rows[0]) == ["step", "d_loss", "g_loss", "d_real", "d_fake", "d_acc_real",
                              "d_acc_fake", "grad_norm_d", "grad_norm_g", "lr_g", "lr_d",
-                             "w1", "hq_fraction", "mode_spread", "modes_covered", "mode_kl"]
+                             "w1", "hq_fraction", "mode_spread", "modes_covered", "mode_kl",
+                             "peaks_on_modes"]
     assert rows[0]["w1"] == "" and rows[1]["w1"] != ""  # metrics only on evaluation rows
     assert float(rows[-1]["w1"]) == pytest.approx(summary["metrics"]["w1"])
     for r in rows:
