@@ -10,7 +10,8 @@ features of each image are computed once and given to both metrics.
   of the real held-out images (0 = identical statistics; biased upwards at small counts,
   so compare runs only at equal eval.inception_samples, and against `floor`).
 - `kid`, `kid_std` — the kernel (cubic polynomial) MMD^2 between the two feature sets,
-  mean and std over KID_SUBSETS random subsets (unbiased: about 0 for a perfect G).
+  mean and std over KID_SUBSETS random subsets (kid_subset_size) of both sets (unbiased:
+  about 0 for a perfect G).
 
 torch-fidelity's package __init__ imports its CLIP, VGG and data-set modules, which need
 torchvision; its Inception module does not. Where torchvision cannot be imported (no
@@ -36,7 +37,9 @@ KEY = "eval.inception_weights"
 METRIC_KEYS = ("fid", "kid", "kid_std")
 FEATURES = 2048  # Inception's pool3 features, on which FID and KID are defined
 KID_SUBSETS = 100  # torchmetrics' default
-KID_SUBSET_SIZE = 1000  # torchmetrics' default; fewer when fewer images are compared
+# images per subset: torchmetrics' default 1000, or half the smaller set when that is
+# fewer (subsets of all the images would all be the same one: kid_std 0, saying nothing)
+KID_SUBSET_SIZE = 1000
 KID_SEED = 0  # the subsets are drawn from their own seed: the GAN's random stream does not move
 CHUNK = 25  # images per Inception call (its activations at 299 x 299 are ~30 MB per image)
 # where torch-fidelity downloads the weights from (download elsewhere; gan_cli never does)
@@ -45,7 +48,6 @@ WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.
 # --no-deps: torch-fidelity's torchvision dependency is not needed, and pip would pick a
 # torchvision (and with it maybe another torch) that does not match the installed torch
 INSTALL = 'pip install "gan-cli[fid]" && pip install --no-deps torch-fidelity'
-
 
 
 # ---------------------------------------------------------------- the libraries
@@ -137,6 +139,10 @@ class _Given(nn.Module):
         return features
 
 
+def kid_subset_size(n_fake: int, n_real: int) -> int:
+    return min(KID_SUBSET_SIZE, max(2, min(n_fake, n_real) // 2))
+
+
 def fid_kid(fake: torch.Tensor, real: torch.Tensor) -> dict:
     """fid, kid and kid_std (torchmetrics') between Inception features fake (n, F) and
     real (m, F), n, m >= 2. FID's matrix square root (eigvals of a 2048 x 2048 product)
@@ -146,7 +152,7 @@ def fid_kid(fake: torch.Tensor, real: torch.Tensor) -> dict:
     with warnings.catch_warnings():  # "KID keeps all features in memory": a few MB here
         warnings.simplefilter("ignore", UserWarning)
         kid = lib.kid(feature=_Given(fake.shape[1]), subsets=KID_SUBSETS,
-                      subset_size=min(KID_SUBSET_SIZE, len(fake), len(real)))
+                      subset_size=kid_subset_size(len(fake), len(real)))
     for metric in (fid, kid):
         metric.update(real, real=True)
         metric.update(fake, real=False)
