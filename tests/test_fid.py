@@ -78,6 +78,7 @@ def images(kind: str, n: int, seed: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- the numbers
+@pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save")
 @pytest.mark.parametrize("features", [64, pytest.param(2048, marks=pytest.mark.slow)])
 def test_fid_kid_are_the_librarys_near_0_for_a_set_against_itself(weights, features,
                                                                    monkeypatch):
