@@ -222,3 +222,10 @@ def test_an_image_run_writes_fid_and_kid_beside_its_other_metrics(tmp_path, weig
     assert evaluated and float(evaluated[-1]["fid"]) == pytest.approx(m["fid"], rel=1e-6)
     assert json.loads((run_dir / "summary.json").read_text())["metrics"]["kid"] == m["kid"]
     assert "fid " in (run_dir / "train.log").read_text()
+
+
+def test_fewer_than_2_inception_samples_are_refused():
+    from gan_cli.config import validate_train_config
+
+    with pytest.raises(UserError, match=r"eval.inception_samples=1: must be at least 2"):
+        validate_train_config(compose_train(["eval.inception_samples=1"]))
