@@ -244,8 +244,8 @@ def build_optimizers(optim_cfg: DictConfig, models: Models) -> Optimizers:
 def build_evaluation(data: Any, eval_cfg: DictConfig, device: torch.device,
                      log: Callable[[str], None], conditional: bool = False):
     """The Evaluation that suits the data: images (a classifier's view when they have labels,
-    else a fixed random network's features), a mixture, or your own points (conditional:
-    also per class)."""
+    else a fixed random network's features; with eval.inception_weights also FID and KID),
+    a mixture, or your own points (conditional: also per class)."""
     from gan_cli.evaluate import ImageEvaluation, MixtureEvaluation
     from gan_cli.data.gaussian import GaussianMixture
 
@@ -261,6 +261,14 @@ def build_evaluation(data: Any, eval_cfg: DictConfig, device: torch.device,
         from gan_cli.point_metrics import PointsEvaluation
 
         evaluation = PointsEvaluation(data, eval_cfg, conditional)
+    if eval_cfg.get("inception_weights") is not None:  # FID and KID beside the rest
+        from gan_cli.inception import InceptionMetrics
+
+        if len(data.shape) == 1:
+            raise UserError(f"eval.inception_weights={eval_cfg.inception_weights}: FID and KID "
+                            "are for images (data=mnist, fashion_mnist, image_folder); "
+                            "set it to null for point data")
+        evaluation = InceptionMetrics(evaluation, data, eval_cfg, device)
     if eval_cfg.get("rejection_quantile") is not None:  # the share of samples D let through
         evaluation.columns += ("accepted",)
         evaluation.summary_keys += ("accepted",)

@@ -62,6 +62,13 @@ class Eval:
     bins: int = 20  # k-means cells of the training points for bin_mass / bin_kl
     # converged once precision and recall reach this fraction of their real-vs-real floors
     floor_fraction: float = 0.9
+    # image data: FID and KID (gan_cli/inception.py, torchmetrics + torch-fidelity) with the
+    # Inception v3 weights in this local file (torch-fidelity's weights-inception-2015-12-05
+    # .pth, downloaded beforehand); null = off
+    inception_weights: Optional[str] = None
+    # G's and real held-out images per FID/KID (Inception runs at 299 x 299: about 0.1-1 s
+    # per image on a CPU); FID is biased upwards at small counts: compare equal counts
+    inception_samples: int = 1000
 
 
 @dataclass
@@ -513,6 +520,10 @@ def _check_eval(cfg: DictConfig) -> None:
     _positive("eval.knn_k", e.knn_k, integer=True)
     _positive("eval.bins", e.bins, integer=True)
     _require(0 < e.floor_fraction <= 1, "eval.floor_fraction", e.floor_fraction, "must be in (0, 1]")
+    n_inception = e.get("inception_samples", 1000)  # older runs' configs lack it
+    _positive("eval.inception_samples", n_inception, integer=True, at_most=MAX_EVAL_SAMPLES)
+    _require(n_inception >= 2, "eval.inception_samples", n_inception,
+             "must be at least 2 (FID fits a covariance to the features)")
     check_rejection(cfg, e.rejection_quantile, "eval.rejection_quantile")
     mode = cfg.logger.get("mode")  # logger=wandb's
     _require(mode is None or mode in WANDB_MODES, "logger.mode", mode,

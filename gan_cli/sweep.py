@@ -29,10 +29,16 @@ from gan_cli.exit_codes import set_exit_code
 # the final metrics a job reports: the objective first; n_* is "of how many" for *_covered
 MIXTURE_METRICS = ["w1", "hq_fraction", "mode_spread", "modes_covered", "n_modes", "mode_kl"]
 IMAGE_METRICS = ["fd", "classifier_score", "classes_covered", "n_classes", "class_kl"]
+# data=points (point_metrics.py), and image folders without labels (image_features.py)
+POINT_METRICS = ["w1", "energy", "precision", "recall", "density", "coverage", "bin_kl"]
+FEATURE_METRICS = ["fd", "precision", "recall", "density", "coverage", "bin_kl"]
+INCEPTION_METRICS = ["fid", "kid"]  # after the image ones, with eval.inception_weights
 # the table's short headings (the CSV keeps the full names)
 HEADINGS = {"hq_fraction": "hq", "mode_spread": "spread", "modes_covered": "modes",
-            "classifier_score": "score", "classes_covered": "classes"}
-ALL_METRICS = MIXTURE_METRICS + IMAGE_METRICS
+            "classifier_score": "score", "classes_covered": "classes", "precision": "prec",
+            "density": "dens", "coverage": "cover"}
+ALL_METRICS = list(dict.fromkeys(MIXTURE_METRICS + IMAGE_METRICS + POINT_METRICS +
+                                 FEATURE_METRICS + INCEPTION_METRICS))
 # a job folder without summary.json: killed (SIGKILL, out of memory, a node failure), or
 # still running or waiting in a cluster's queue
 MISSING = "missing"
@@ -68,9 +74,15 @@ class SweepReport:
 
     @property
     def metrics(self) -> list[str]:
-        """The mixture metrics, or the image ones when the jobs trained on images."""
-        images = any(j["fd"] is not None for j in self.jobs)
-        return IMAGE_METRICS if images else MIXTURE_METRICS
+        """The metrics the jobs report: images (a classifier's, else random features', then
+        FID and KID when some job has them), point sets, or mixtures."""
+        if self._reported("fd"):
+            images = IMAGE_METRICS if self._reported("classifier_score") else FEATURE_METRICS
+            return images + INCEPTION_METRICS * self._reported("fid")
+        return POINT_METRICS if self._reported("precision") else MIXTURE_METRICS
+
+    def _reported(self, metric: str) -> bool:
+        return any(j[metric] is not None for j in self.jobs)
 
     @property
     def objective(self) -> str:  # w1 or fd: the metric a job's objective is

@@ -40,6 +40,8 @@ SKIP = {  # a substring of the line -> why it cannot run here
     "out=digits.png": "draws digits: needs the MNIST runs of the lines above",
     "label=3": "draws digit 3: needs the MNIST cGAN of the line above",
     "labels=[0,7]": "draws digits 0 and 7: needs the MNIST cGAN of the line above",
+    "eval.inception_weights": "needs Inception's 96 MB weights file (tests/test_fid.py runs "
+                              "FID and KID with a stand-in file)",
 }
 FLAGS = ("--help", "-h", "--cfg", "--version", "--info")  # lines that train nothing
 

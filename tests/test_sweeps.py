@@ -348,6 +348,46 @@ def test_a_sweep_of_image_runs_reports_the_image_metrics(tmp_path, capsys):
     assert [r["fd"] for r in summary_rows(tmp_path)] == ["40", "25"]
 
 
+def test_unlabelled_image_jobs_with_inception_weights_show_features_fid_and_kid(tmp_path):
+    for num, fid in enumerate([80.0, 60.0]):
+        job = tmp_path / str(num)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(f"- seed={num}\n")
+        (job / "summary.json").write_text(json.dumps({
+            "status": "completed", "step": 50, "converged_at_step": None, "objective": 2.0,
+            "wall_time_s": 3.0, "metrics": {"fd": 2.0, "precision": 0.5, "recall": 0.4,
+                                            "density": 0.8, "coverage": 0.3, "bin_kl": 0.2,
+                                            "fid": fid, "kid": fid / 1000, "kid_std": 0.01}}))
+    report = summarise(tmp_path)
+    assert report.metrics == ["fd", "precision", "recall", "density", "coverage", "bin_kl",
+                              "fid", "kid"]
+    assert report.groups[0].stats["fid"][:2] == (70.0, pytest.approx(14.142, abs=1e-3))
+
+
+def test_a_sweep_of_point_set_runs_reports_the_point_metrics(tmp_path):
+    """data=points jobs have no modes: the table and CSV show w1, energy and the k-NN metrics."""
+    import numpy as np
+
+    angle = np.random.default_rng(0).uniform(0, np.pi, 400)
+    np.save(tmp_path / "arc.npy", np.c_[np.cos(angle), np.sin(angle)])
+    proc = run(["gan-train", "-m", "data=points", f"data.path={tmp_path / 'arc.npy'}",
+                "device=cpu", "train.steps=20", "train.eval_every=null", "eval.plots=false",
+                "print_config=false", "eval.knn_k=3", "optim.generator.lr=1e-3,2e-3"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    folder = sweep_dir(tmp_path)
+    rows = summary_rows(folder)
+    for row in rows:
+        metrics = job_summary(folder, row["job"])["metrics"]
+        for key in ("w1", "energy", "precision", "recall", "density", "coverage", "bin_kl"):
+            assert row[key] == f"{metrics[key]:.6g}", key
+        assert "hq_fraction" not in row and "fd" not in row  # mixture / image metrics: none
+    table = proc.stdout[proc.stdout.index("sweep summary: 2 jobs"):]
+    heading = next(line for line in table.splitlines() if "prec" in line)
+    for name in ("w1", "energy", "prec", "recall", "dens", "cover", "bin_kl"):
+        assert name in heading, name
+    assert "objective (final w1)" in table and "modes" not in heading
+
+
 # ---------------------------------------------------------------- threads and plugins
 @pytest.mark.parametrize("launcher, cores, threads", [
     (None, 8, None),  # a single run: torch's default
