@@ -18,7 +18,8 @@ random draws happen inside the graph from torch's global generator, as eager's d
 RNG state a checkpoint saves is the one the graph consumes and resume is exact.
 
 Not compiled (the run trains eagerly, with one console line saying why): options whose
-step needs a second autograd pass inside the first (WGAN-GP's penalty, unrolled GAN),
+step needs a second autograd pass inside the first (WGAN-GP's penalty, unrolled GAN;
+R1, loss.r1_gamma, does compile: its input gradient is a torch.func.grad nested in ours),
 train.replicas (per-replica torch.Generators cannot be traced), optimizers other than
 Adam/AdamW/SGD/RMSprop, and devices other than the CPU and CUDA.
 
@@ -257,7 +258,7 @@ class CompiledStep:
     # ------------------------------------------------------------ traced
     def _step(self, scalars: torch.Tensor) -> torch.Tensor:
         step, s = self.eager, self.eager.settings
-        sigma, ema_decay = scalars[0], scalars[1]
+        sigma, ema_decay = step.balance.sigma(scalars[0]), scalars[1]  # (train.balance)
         lrs = list(scalars[2:].unbind())
         lr_g, lr_d = lrs[:self.n_lr_g], lrs[self.n_lr_g:]
         for _ in range(s.d_steps):
@@ -279,8 +280,10 @@ class CompiledStep:
                 a.lerp_(w, 1.0 - ema_decay)
             for a, b in zip(averaged_buffers, live_buffers):
                 a.copy_(b)
-        return step.statistics(d_loss, g_loss, real_logits, fake_logits, grad_norm_d,
-                               grad_norm_g)
+        stats = step.statistics(d_loss, g_loss, real_logits, fake_logits, grad_norm_d,
+                                grad_norm_g)
+        step.balance.update(stats)  # train.balance: in place, as eager's
+        return stats
 
     def _d_objective(self, d_params: dict, buffers: dict, real, fake, labels):
         swapped = {**buffers, **{f"discriminator.{k}": v for k, v in d_params.items()}}
