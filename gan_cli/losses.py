@@ -30,7 +30,7 @@ class GANLoss:
     probabilistic = True  # D's output is a logit: sigmoid(output) = P(real)
     # what the health monitor suggests when D wins outright and G's gradients may vanish
     d_wins_remedies = ("loss=nonsaturating, loss.label_smoothing=0.1, train.instance_noise=0.1, "
-                       "train.balance.target=0.9, loss.r1_gamma=1 or a weaker D")
+                       "train.balance.target=0.9, loss.r1_gamma=0.01 or a weaker D")
 
     def __init__(self, label_smoothing: float = 0.0, r1_gamma: float = 0.0):
         # one-sided label smoothing: only the real target moves (1 -> 1 - label_smoothing)
@@ -78,7 +78,7 @@ class NonSaturating(GANLoss):
     """G minimises -E log D(G(z)) = E softplus(-l)."""
 
     d_wins_remedies = ("loss.label_smoothing=0.1, train.instance_noise=0.1, "
-                       "train.balance.target=0.9, loss.r1_gamma=1 or a weaker D")
+                       "train.balance.target=0.9, loss.r1_gamma=0.01 or a weaker D")
 
     def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return F.softplus(-fake_logits).mean()
