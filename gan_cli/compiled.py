@@ -25,7 +25,8 @@ starts from seed+k's networks and draws numbers of its own, but not the ones the
 run seed+k draws (eager replicas do), and resume stays exact (that stream is saved).
 
 Not compiled (the run trains eagerly, with one console line saying why): options whose
-step needs a second autograd pass inside the first (WGAN-GP's penalty, unrolled GAN),
+step needs a second autograd pass inside the first (WGAN-GP's penalty, unrolled GAN;
+R1, loss.r1_gamma, does compile: its input gradient is a torch.func.grad nested in ours),
 optimizers other than Adam/AdamW/SGD/RMSprop, and devices other than the CPU and CUDA.
 
 CUDA runs the same graph, replayed as a CUDA graph (inductor's cudagraph trees; a
@@ -256,13 +257,15 @@ class CompiledStep:
         if self.cuda_graph:
             # on CUDA the graph's launches are replayed as one CUDA graph (inductor's
             # cudagraph trees, as mode="reduce-overhead"), which needs every tensor the step
-            # updates in place at a fixed address: the optimizers' states and the buffers
-            # (parameters are fixed already); inductor itself skips capture, and says why
+            # updates in place at a fixed address: the optimizers' states, the buffers and
+            # train.balance's noise (parameters are fixed already); inductor itself skips
+            # capture, and says why
             # under TORCH_LOGS=perf_hints, when something in the graph cannot be captured.
             # No cpp_wrapper: a replayed graph leaves no launch overhead to save, and inductor
             # declines capture with it when it partitions the graph
             options = {**options, "cpp_wrapper": False, "triton.cudagraphs": True}
-            for t in [*self.buffers.values(), *_state_tensors(p.opt_g), *_state_tensors(p.opt_d)]:
+            for t in [*self.buffers.values(), *_state_tensors(p.opt_g), *_state_tensors(p.opt_d),
+                      self.eager.balance.noise]:
                 torch._dynamo.mark_static_address(t)
         return torch.compile(self._step, fullgraph=True, dynamic=False, isolate_recompiles=True,
                              options=options)
@@ -290,7 +293,7 @@ class CompiledStep:
     # ------------------------------------------------------------ traced
     def _step(self, scalars: torch.Tensor) -> torch.Tensor:
         step, s = self.eager, self.eager.settings
-        sigma, ema_decay = scalars[0], scalars[1]
+        sigma, ema_decay = step.balance.sigma(scalars[0]), scalars[1]  # (train.balance)
         lrs = list(scalars[2:].unbind())
         lr_g, lr_d = lrs[:self.n_lr_g], lrs[self.n_lr_g:]
         for _ in range(s.d_steps):
@@ -312,8 +315,10 @@ class CompiledStep:
                 a.lerp_(w, 1.0 - ema_decay)
             for a, b in zip(averaged_buffers, live_buffers):
                 a.copy_(b)
-        return step.statistics(d_loss, g_loss, real_logits, fake_logits, grad_norm_d,
-                               grad_norm_g)
+        stats = step.statistics(d_loss, g_loss, real_logits, fake_logits, grad_norm_d,
+                                grad_norm_g)
+        step.balance.update(stats)  # train.balance: in place, as eager's
+        return stats
 
     def _d_objective(self, d_params: dict, buffers: dict, real, fake, labels):
         swapped = {**buffers, **{f"discriminator.{k}": v for k, v in d_params.items()}}

@@ -20,6 +20,18 @@ from gan_cli.errors import UserError  # noqa: F401  (re-exported: raised by the 
 
 # ---------------------------------------------------------------- top level
 @dataclass
+class Balance:
+    """Adaptive instance noise against a D that wins (gan_cli/step.py, `Balance`): while D's
+    accuracy on the step's batch is above `target`, the std of the noise added to D's
+    inputs (on top of train.instance_noise's) grows by `rate` per step, and while it is
+    below, shrinks by `rate`, within [0, max_noise] (stylegan2-ada's adaptive p)."""
+
+    target: Optional[float] = None  # D's accuracy (the mean of d_acc_real and d_acc_fake) to hold D at, in (0.5, 1); null = off
+    rate: float = 0.001  # change of the added noise std per step, in data units (0.001: 0 -> 0.5 in 500 steps)
+    max_noise: float = 1.0  # the added noise std never exceeds this (data units)
+
+
+@dataclass
 class TrainLoop:
     steps: int = 5000  # total training steps (one step = d_steps D updates + g_steps G updates)
     batch_size: int = 512  # real and fake samples per update
@@ -41,6 +53,7 @@ class TrainLoop:
     # updates fitting D's output to the data's true density by MSE before the game (aylien's
     # January 2017 pre-training; gan_cli/pretrain.py); Gaussian mixtures only; 0 = off
     d_pretrain_steps: int = 0
+    balance: Balance = field(default_factory=Balance)
 
 
 @dataclass
@@ -271,6 +284,9 @@ class LossConfig:
     # AC-GAN: D gets a class head, and both players add aux_weight x its cross-entropy
     # against the labels (needs model.conditional=true); 0 = off
     aux_weight: float = 0.0
+    # R1 gradient penalty (Mescheder et al. 2018): D's loss adds r1_gamma / 2 x the mean
+    # over the real batch of |grad_x D(x)|^2 (x in data units); 0 = off
+    r1_gamma: float = 0.0
 
 
 @dataclass
@@ -480,6 +496,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     _require(0.0 <= cfg.loss.label_smoothing < 0.5, "loss.label_smoothing",
              cfg.loss.label_smoothing, "must be in [0, 0.5)")
     _check_loss_combinations(cfg)
+    _check_r1(cfg)
     _check_labels(cfg)
     if cfg.train.replicas > 1:
         _check_replica_support(cfg)
@@ -503,6 +520,11 @@ def _check_train_loop(t: DictConfig) -> None:
     _within("train.d_pretrain_steps", t.d_pretrain_steps, 0, MAX_STEPS, note=" (0 = off)")
     _require(t.compile in (True, False, "auto"), "train.compile", t.compile,
              "allowed: true, false, auto")
+    b = t.balance
+    _within("train.balance.target", b.target, 0.5, 1, low_open=True, high_open=True,
+            allow_null=True, note=" (D's accuracy to hold it at; null = off)")
+    _positive("train.balance.rate", b.rate, at_most=MAX_MAGNITUDE)
+    _positive("train.balance.max_noise", b.max_noise, at_most=MAX_MAGNITUDE)
 
 
 def _check_eval(cfg: DictConfig) -> None:
@@ -659,6 +681,16 @@ def _check_labels(cfg: DictConfig) -> None:
         pack = cfg.model.discriminator.pack
         _require(pack == 1, "model.discriminator.pack", pack, "AC-GAN's D classifies each "
                  "sample, so it cannot judge packs: use pack=1 with loss.aux_weight > 0")
+
+
+def _check_r1(cfg: DictConfig) -> None:
+    gamma = cfg.loss.get("r1_gamma", 0.0)
+    _within("loss.r1_gamma", gamma, 0, FLOAT32_MAX, note=" (0 = off)")
+    # the penalty's own D pass runs inside a gradient transform (torch.func.grad), which
+    # cannot update batch norm's running statistics in place
+    _require(not (gamma and cfg.model.discriminator.get("batch_norm", False)),
+             "model.discriminator.batch_norm", True, "loss.r1_gamma > 0 needs a D without "
+             "batch norm: set it to false (StyleGAN's D, which R1 is used with, has none)")
 
 
 def _check_loss_combinations(cfg: DictConfig) -> None:

@@ -3,7 +3,8 @@
 d_loss(real_logits, fake_logits) and g_loss(fake_logits) take D's raw outputs
 (B, 1) and return a scalar to minimise. Three optional parts let an objective
 reach beyond the outputs without the training loop knowing which one it runs:
-`penalty(D, real, fake)` is added to D's loss (WGAN-GP), `after_d_step(D)` runs
+`penalty(D, real, fake)` is added to D's loss (WGAN-GP's; R1's, which every loss can
+add with loss.r1_gamma), `after_d_step(D)` runs
 after each D update (WGAN's weight clipping), and `n_critic` is the number of D
 updates per step it wants when train.d_steps is null.
 
@@ -28,12 +29,13 @@ class GANLoss:
     n_critic = 1
     probabilistic = True  # D's output is a logit: sigmoid(output) = P(real)
     # what the health monitor suggests when D wins outright and G's gradients may vanish
-    d_wins_remedies = ("loss=nonsaturating, loss.label_smoothing=0.1, train.instance_noise=0.1 "
-                       "or a weaker D")
+    d_wins_remedies = ("loss=nonsaturating, loss.label_smoothing=0.1, train.instance_noise=0.1, "
+                       "train.balance.target=0.9, loss.r1_gamma=0.01 or a weaker D")
 
-    def __init__(self, label_smoothing: float = 0.0):
+    def __init__(self, label_smoothing: float = 0.0, r1_gamma: float = 0.0):
         # one-sided label smoothing: only the real target moves (1 -> 1 - label_smoothing)
         self.real_target = 1.0 - label_smoothing
+        self.r1_gamma = r1_gamma
 
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         t = self.real_target
@@ -44,8 +46,9 @@ class GANLoss:
         raise NotImplementedError
 
     def penalty(self, D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
-                fake: torch.Tensor) -> torch.Tensor | float:
-        return 0.0
+                fake: torch.Tensor, batch_dim: int = 0) -> torch.Tensor | float:
+        """Added to D's loss; per replica when real is (R, B, ...) (batch_dim 1)."""
+        return r1_penalty(D, real, self.r1_gamma, batch_dim) if self.r1_gamma else 0.0
 
     def after_d_step(self, D: nn.Module) -> None:
         pass
@@ -74,7 +77,8 @@ class Minimax(GANLoss):
 class NonSaturating(GANLoss):
     """G minimises -E log D(G(z)) = E softplus(-l)."""
 
-    d_wins_remedies = "loss.label_smoothing=0.1, train.instance_noise=0.1 or a weaker D"
+    d_wins_remedies = ("loss.label_smoothing=0.1, train.instance_noise=0.1, "
+                       "train.balance.target=0.9, loss.r1_gamma=0.01 or a weaker D")
 
     def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return F.softplus(-fake_logits).mean()
@@ -115,11 +119,11 @@ class Critic(GANLoss):
 
     probabilistic = False
 
-    def __init__(self, label_smoothing: float = 0.0) -> None:
+    def __init__(self, label_smoothing: float = 0.0, r1_gamma: float = 0.0) -> None:
         if label_smoothing:
             raise UserError(f"loss.label_smoothing={label_smoothing}: a critic has no labels to "
                             "smooth; only minimax, nonsaturating, maxlik and lsgan take it")
-        super().__init__()
+        super().__init__(r1_gamma=r1_gamma)
 
     def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return -fake_logits.mean()
@@ -146,8 +150,8 @@ class Wasserstein(Critic):
 
     n_critic = 5
 
-    def __init__(self, clip: float = 0.01, label_smoothing: float = 0.0):
-        super().__init__(label_smoothing)
+    def __init__(self, clip: float = 0.01, label_smoothing: float = 0.0, r1_gamma: float = 0.0):
+        super().__init__(label_smoothing, r1_gamma)
         self.clip = clip
 
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -174,12 +178,13 @@ class WassersteinGP(Wasserstein):
     """
 
     def __init__(self, gp_weight: float = 10.0, one_sided: bool = True,
-                 label_smoothing: float = 0.0):
-        super().__init__(clip=0.0, label_smoothing=label_smoothing)
+                 label_smoothing: float = 0.0, r1_gamma: float = 0.0):
+        super().__init__(clip=0.0, label_smoothing=label_smoothing, r1_gamma=r1_gamma)
         self.gp_weight, self.one_sided = gp_weight, one_sided
 
     def penalty(self, D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
-                fake: torch.Tensor) -> torch.Tensor:
+                fake: torch.Tensor, batch_dim: int = 0) -> torch.Tensor:
+        # (refused with train.replicas: batch_dim is always 0 here)
         n = min(len(real), len(fake))
         alpha = torch.rand(n, *[1] * (real.dim() - 1), device=real.device)  # (n, 1, ...)
         between = (alpha * real[:n] + (1 - alpha) * fake[:n]).requires_grad_(True)
@@ -187,7 +192,25 @@ class WassersteinGP(Wasserstein):
         excess = grad.flatten(1).norm(dim=1) - 1.0  # (n,)
         if self.one_sided:
             excess = F.relu(excess)
-        return self.gp_weight * (excess**2).mean()
+        return self.gp_weight * (excess**2).mean() + super().penalty(D, real, fake, batch_dim)
 
     def after_d_step(self, D: nn.Module) -> None:
         pass  # the penalty replaces clipping
+
+
+def r1_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, gamma: float,
+               batch_dim: int = 0) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018, arXiv:1801.04406): gamma / 2 x E_real |grad_x D(x)|^2, D's
+    input gradient at the real samples it is shown. It pulls D's slope there to 0, so D
+    cannot sharpen without bound around the data once G is close (their theorem: with it
+    the game converges locally where the unregularised one oscillates).
+
+    real: (B, ...) or, for replicas, (R, B, ...) with batch_dim 1: the result is () or (R,),
+    each replica's own penalty (its slice of the gradient is its own D's: the replicas'
+    outputs do not mix). The input gradient is torch.func.grad's rather than
+    autograd.grad's, so the same code runs nested inside the compiled step's
+    grad_and_value (and under torch.compile), and eagerly under an ordinary backward().
+    """
+    grad = torch.func.grad(lambda x: D(x).sum())(real)  # (..., B, *sample)
+    per_sample = grad.flatten(batch_dim + 1).square().sum(-1)  # (..., B)
+    return 0.5 * gamma * per_sample.mean(-1)

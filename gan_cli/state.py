@@ -21,7 +21,7 @@ from gan_cli.device import device_rng_states, set_device_rng_states
 from gan_cli.errors import UserError
 from gan_cli.health import HealthMonitor
 from gan_cli.replicas import SingleRun
-from gan_cli.step import Players
+from gan_cli.step import Balance, Players
 
 # what a checkpoint must hold to be resumed exactly (older files lacking others migrate)
 REQUIRED = ("step", "config", "generator", "discriminator", "opt_g", "opt_d", "schedulers",
@@ -64,8 +64,9 @@ class RunState:
 
     def __init__(self, config: dict, players: Players, axis: SingleRun, evaluation: Evaluation,
                  health: HealthMonitor, device: torch.device, data_shape: list,
-                 n_classes: Optional[int]):
+                 n_classes: Optional[int], balance: Optional[Balance] = None):
         self.config, self.players, self.axis = config, players, axis
+        self.balance = balance  # train.balance's adaptive noise (the step's), or None
         self.evaluation, self.health, self.device = evaluation, health, device
         self.data_shape, self.n_classes = data_shape, n_classes  # gan-sample builds G from them
         self.step = 0
@@ -100,6 +101,7 @@ class RunState:
             "converged_at": axis.pack(self.converged_at),
             "final_metrics": axis.pack(self.final_metrics),
             "health": self.health.state_dict(),
+            "balance_noise": None if self.balance is None else self.balance.noise.clone(),
             "wall_time_s": self.clock.wall(),
             "train_time_s": self.clock.training(),
         }
@@ -135,18 +137,23 @@ class RunState:
         self.converged_at = axis.unpack(state["converged_at"])
         self.final_metrics = axis.unpack(state["final_metrics"])
         self.health.load_state_dict(state["health"])
+        if self.balance is not None:  # (an older checkpoint's None: the noise starts at 0)
+            saved = state["balance_noise"]
+            self.balance.noise.copy_(0.0 if saved is None else saved.to(self.device))
         self.clock = Clock(state["wall_time_s"], state["train_time_s"])
         self.saved_step = self.step
 
 
 def migrate(state: dict, source: str) -> dict:
     """A checkpoint in today's format. Files from before train.replicas lack the replica
-    generators and the health monitor's divergence record; their config's missing keys
+    generators and the health monitor's divergence record, files from before
+    train.balance its adaptive noise (it then starts at 0); their config's missing keys
     take defaults when it is read (checkpoint.run_config)."""
     missing = [key for key in REQUIRED if key not in state]
     if missing:
         raise UserError(f"resume={source}: the checkpoint lacks {', '.join(missing)} (written "
                         "by an older gan_cli?); gan-sample can still use it, resume cannot")
-    state = {"rng_replicas": [], "eval_labels": None, "scalers": [], **state}
+    state = {"rng_replicas": [], "eval_labels": None, "scalers": [], "balance_noise": None,
+             **state}
     state["health"] = {"diverged": {}, **state["health"]}
     return state

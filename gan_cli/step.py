@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from gan_cli.health import STATS
 from gan_cli.labels import Conditioning
 from gan_cli.models import ema_updater, frozen, judges_each_sample_alone
 from gan_cli.replicas import RandomDraws, SingleRun
@@ -69,6 +70,11 @@ class StepSettings:
     ema: Optional[float]
     image: bool  # the samples are images (labels join D's input as channels)
     precision: str = "fp32"  # train.precision
+    # train.balance: D's accuracy to hold it at (None: off), the added noise std's change
+    # per step and its ceiling
+    balance_target: Optional[float] = None
+    balance_rate: float = 0.001
+    balance_max: float = 1.0
     # where the networks' forward passes run: torch.autocast for train.precision=bf16/fp16,
     # a no-op for fp32 (device.autocast_context)
     autocast: Callable[[], Any] = contextlib.nullcontext
@@ -81,6 +87,49 @@ def schedule(settings: StepSettings, step: int, steps: int) -> tuple[float, floa
     sigma = settings.instance_noise * (1.0 - step / steps)
     ema_decay = 0.0 if settings.ema is None else min(settings.ema, (2 + step) / (11 + step))
     return sigma, ema_decay
+
+
+class Balance:
+    """train.balance: instance noise that adapts to D's accuracy, the way stylegan2-ada
+    adapts its augmentation probability p to D's overfitting (training_loop.py:
+    p += sign(r_t - ada_target) x a fixed speed, clamped at 0).
+
+    Why noise rather than a cut in D's learning rate: a D that already separates real
+    from fake keeps separating them at any lr (a slower D is still a perfect one, and its
+    saturated logits still give G no gradient), while noise on D's inputs — both real and
+    fake, which both players see — makes the supports overlap, so D's best attainable
+    accuracy falls and G's gradients come back (Sønderby et al. 2017; Arjovsky & Bottou
+    2017). The control loop then closes on the quantity itself: more noise, lower accuracy.
+
+    The added std is a device tensor, () or (R,) (each replica its own), updated inside
+    the step from the step's own accuracy by tensor arithmetic (no host sync, no branch on
+    its value) and saved in the run state (state.py), so resume continues it exactly.
+    """
+
+    ACCURACY = [STATS.index("d_acc_real"), STATS.index("d_acc_fake")]
+
+    def __init__(self, settings: StepSettings, leading: tuple[int, ...], device: torch.device):
+        self.target, self.rate, self.ceiling = (settings.balance_target, settings.balance_rate,
+                                                settings.balance_max)
+        self.noise = torch.zeros(leading, device=device)  # the std added to sigma
+
+    @property
+    def on(self) -> bool:
+        return self.target is not None
+
+    def sigma(self, sigma: Scalar) -> Scalar:
+        """The step's instance-noise std: the schedule's plus the adaptive part."""
+        return sigma + self.noise if self.on else sigma
+
+    def update(self, stats: torch.Tensor) -> None:
+        """One step of the control loop from the step's statistics (..., STATS): D's
+        accuracy (the mean over real and fake) above the target adds `rate` to the std,
+        below it takes `rate` off. In place, so a compiled graph updates the same tensor."""
+        if not self.on:
+            return
+        accuracy = stats[..., self.ACCURACY].mean(-1)  # () or (R,)
+        moved = self.noise + self.rate * torch.sign(accuracy - self.target)
+        self.noise.copy_(moved.clamp(0.0, self.ceiling))
 
 
 class GANStep:
@@ -99,8 +148,10 @@ class GANStep:
         # one D pass over real and fake together halves the D step's kernel launches; a D
         # with batch norm or minibatch layers must see pure real or pure fake batches (seed 003)
         self.joint_pass = judges_each_sample_alone(D)
+        self.balance = Balance(settings, axis.leading, next(G.parameters()).device)
 
     def __call__(self, sigma: Scalar, ema_decay: Scalar) -> torch.Tensor:
+        sigma = self.balance.sigma(sigma)  # (train.balance: plus the adaptive noise)
         # (1) D step(s): real samples up, fresh fakes (no G gradient) down
         for _ in range(self.settings.d_steps):
             d_loss, real_logits, fake_logits, grad_norm_d = self.d_step(sigma)
@@ -112,8 +163,10 @@ class GANStep:
             sched.step()
         if self.update_ema is not None:
             self.update_ema(decay=ema_decay)
-        return self.statistics(d_loss, g_loss, real_logits, fake_logits, grad_norm_d,
-                               grad_norm_g)
+        stats = self.statistics(d_loss, g_loss, real_logits, fake_logits, grad_norm_d,
+                                grad_norm_g)
+        self.balance.update(stats)  # the next step's adaptive noise, from this step's D
+        return stats
 
     def statistics(self, d_loss: torch.Tensor, g_loss: torch.Tensor, real_logits: torch.Tensor,
                    fake_logits: torch.Tensor, grad_norm_d: torch.Tensor,
@@ -155,8 +208,9 @@ class GANStep:
                 self.judge_both(real, fake, labels)
         # the objectives, and the penalties' own D passes, in fp32 (a gradient norm in
         # half precision overflows: StudioGAN #175)
-        d_loss = self.axis.per_replica(loss.d_loss)(real_logits, fake_logits) + \
-            loss.penalty(lambda x: self.judge(x, labels)[0], real, fake) + \
+        penalty = loss.penalty(lambda x: self.judge(x, labels)[0], real, fake,
+                               self.axis.batch_dim)  # () or per replica (R,)
+        d_loss = self.axis.per_replica(loss.d_loss)(real_logits, fake_logits) + penalty + \
             cond.aux_loss(real_class, labels) + cond.aux_loss(fake_class, labels)
         return d_loss, real_logits, fake_logits
 
@@ -205,8 +259,10 @@ class GANStep:
 
     def blur(self, x: torch.Tensor, sigma: Scalar) -> torch.Tensor:
         """Instance noise: both players see D's inputs blurred, less so as training goes."""
-        if not self.settings.instance_noise:
+        if not (self.settings.instance_noise or self.balance.on):
             return x
+        if isinstance(sigma, torch.Tensor):  # () or, per replica, (R,) -> (R, 1, ...)
+            sigma = sigma.reshape(sigma.shape + (1,) * (x.dim() - sigma.dim()))
         return x + sigma * self.draws.normal_like(x)
 
     def judge(self, x: torch.Tensor, labels: Optional[torch.Tensor],

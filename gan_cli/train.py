@@ -113,7 +113,9 @@ def start_run(cfg: DictConfig, device: torch.device) -> Run:
                             g_steps=t.g_steps, unroll_steps=t.unroll_steps,
                             instance_noise=t.instance_noise, ema=t.ema,
                             image=len(data.shape) > 1, precision=t.precision,
-                            autocast=functools.partial(autocast_context, t.precision, device))
+                            autocast=functools.partial(autocast_context, t.precision, device),
+                            balance_target=t.balance["target"], balance_rate=t.balance["rate"],
+                            balance_max=t.balance["max_noise"])
     draws = RandomDraws(data, models.noise, axis, labelled=cond.conditional)
     step = GANStep(players, loss, cond, draws, axis, settings)
     # evaluation draws from its own generators so it never shifts the training stream
@@ -124,7 +126,7 @@ def start_run(cfg: DictConfig, device: torch.device) -> Run:
                             rngs=eval_rngs)
     state = RunState(OmegaConf.to_container(cfg, resolve=True), players, axis, evaluation,
                      HealthMonitor(device, axis.leading), device, list(data.shape),
-                     getattr(data, "n_classes", None))
+                     getattr(data, "n_classes", None), balance=step.balance)
     return Run(cfg, device, data, cond, axis, loss, step, state)
 
 
@@ -182,8 +184,9 @@ def train_on(device: torch.device, device_description: str, cfg: DictConfig,
                            console.line, run.state.clock)
     evaluation_info = scorer.start(folder.plots if cfg.eval.plots else None)
     # replicas: one row per replica and log step, named by the replica's index and seed
-    folder.start_metrics(["step", *run.axis.row_keys, *TRAINING_COLUMNS[1:], *scorer.columns],
-                         run.state.rows)
+    balance_column = ["balance_noise"] if run.step.balance.on else []  # train.balance's std
+    folder.start_metrics(["step", *run.axis.row_keys, *TRAINING_COLUMNS[1:], *balance_column,
+                          *scorer.columns], run.state.rows)
     out = Outputs(folder, console, logger)
     outcome = Outcome()
     try:
@@ -326,8 +329,11 @@ def log_interval(run: Run, out: Outputs, speed: float, do_eval: bool) -> None:
     state, health, players = run.state, run.state.health, run.state.players
     lrs = {"lr_g": players.opt_g.param_groups[0]["lr"],
            "lr_d": players.opt_d.param_groups[0]["lr"]}
-    rows = run.axis.label_rows([{"step": state.step, **means, **lrs}
-                                for means in health.means()])
+    balance = run.step.balance  # train.balance: each replica's added noise std now
+    noise = balance.noise.reshape(-1).tolist() if balance.on else [None] * run.axis.count
+    rows = run.axis.label_rows([{"step": state.step, **means, **lrs,
+                                 **({} if std is None else {"balance_noise": std})}
+                                for means, std in zip(health.means(), noise)])
     # the console and live logger show one row: for replicas, the median of those that
     # have not diverged
     shown = median_row(rows, skip=health.diverged)
