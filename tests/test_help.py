@@ -56,7 +56,7 @@ def test_help_with_a_group_option_lists_that_groups_keys():
     assert keys["data.stds"][0] == "0.02"
     assert "data=ring8: 8 modes on a circle of radius 2" in text  # the preset's own comment
     keys = key_lines(quick_help("train", ["--help", "loss=wgan", "optim/schedule=step"]))
-    assert set(keys) == {"loss.label_smoothing", "loss.aux_weight", "loss.clip",
+    assert set(keys) == {"loss.label_smoothing", "loss.aux_weight", "loss.clip", "loss.r1_gamma",
                          "optim.schedule.step_size", "optim.schedule.gamma"}
 
 
