@@ -80,9 +80,10 @@ def pretrain_discriminator(D: torch.nn.Module, loss: Any, data: Any, axis: Any,
         optimizer.step()
         if schedule is not None:
             schedule.step()
-        mse = float(per_replica.detach().mean())
-        first = mse if k == 0 else first
-        last = mse
+        if k == 0:  # the console line's two numbers: the only host syncs
+            first = float(per_replica.detach().mean())
+        if k == steps - 1:
+            last = float(per_replica.detach().mean())
     optimizer.zero_grad(set_to_none=True)
     return first, last
 
