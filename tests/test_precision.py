@@ -47,8 +47,8 @@ def test_wgan_gp_penalty_stays_fp32_under_bf16(run_tiny, monkeypatch):
     dtypes = []
     real_penalty = WassersteinGP.penalty
 
-    def spy(self, D, real, fake):
-        value = real_penalty(self, D, real, fake)
+    def spy(self, D, real, fake, *args, **kwargs):
+        value = real_penalty(self, D, real, fake, *args, **kwargs)
         dtypes.append((torch.is_autocast_enabled("cpu"), value.dtype))
         return value
 
