@@ -13,6 +13,7 @@ from gan_cli.studies import blog
 from conftest import compose_train
 
 
+@pytest.mark.slow  # (tens of seconds: CI's suite stays under ~10 minutes)
 def test_the_fast_study_writes_every_arm_and_claim_with_a_verdict(tmp_path, capsys):
     report = blog.main(["--seeds", "2", "--steps", "30", "--out", str(tmp_path / "docs"),
                         "--runs", str(tmp_path / "runs")])
@@ -129,6 +130,7 @@ def test_plot_every_thins_the_pictures_not_the_evaluations(run_tiny):
     assert len(evaluations) == 6  # every 10 steps of 60
 
 
+@pytest.mark.slow  # (tens of seconds: CI's suite stays under ~10 minutes)
 def test_the_fast_ring_grid_study_writes_every_setup_beside_the_published_numbers(tmp_path):
     from gan_cli.studies import ring_grid
 

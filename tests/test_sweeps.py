@@ -146,6 +146,7 @@ def submitit_jobs(tmp_path: Path) -> list[int]:
     return pids
 
 
+@pytest.mark.slow  # (tens of seconds: CI's suite stays under ~10 minutes)
 def test_submitit_local_runs_each_job_as_its_own_process(tmp_path):
     proc = run(["gan-train", "-m", *QUICK, "seed=0,1,2,3", "hydra/launcher=submitit_local"],
                tmp_path)
@@ -160,6 +161,7 @@ def test_submitit_local_runs_each_job_as_its_own_process(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the job in /proc")
+@pytest.mark.slow  # (tens of seconds: CI's suite stays under ~10 minutes)
 def test_submitit_requeues_a_job_stopped_by_sigusr2_and_it_continues(tmp_path):
     # SIGUSR2 is what SLURM (through submitit) sends before a time-out or a pre-emption
     proc = subprocess.Popen([script("gan-train"), "-m", *QUICK, "train.steps=2000",
