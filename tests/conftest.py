@@ -33,6 +33,18 @@ def run_sample(ckpt, out, *overrides: str):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test, as gan-train's threads=null picks for networks this
+    small (a second thread only contends); the previous count back afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def run_tiny(tmp_path: Path, capsys):
     """Run train() on the tiny config plus overrides; returns (summary, run_dir)."""
     from gan_cli.train import train

@@ -30,13 +30,7 @@ D_WINS = ["data=bimodal", "device=cpu", "train.batch_size=64", "optim/schedule=c
 ACCURACY = [STATS.index("d_acc_real"), STATS.index("d_acc_fake")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one thread is the fast choice (as gan-train's threads=null picks)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # (conftest.py)
 
 
 def tiny_d(seed: int = 0) -> nn.Module:

@@ -19,13 +19,7 @@ FIT = ["data=unimodal", "device=cpu", "train.batch_size=64", "optim.discriminato
 GRID = torch.linspace(-6, 6, 241).unsqueeze(1)  # the pre-training box of N(4, 0.5)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """As gan-train runs networks this small (threads=null): more threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # (conftest.py)
 
 
 def correlations(run_) -> list[float]:
