@@ -44,15 +44,18 @@ sweep job with the same networks and options reuses it (a few seconds).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 from torch.func import functional_call, grad_and_value
 from torch.optim.adam import adam as adam_kernel
 from torch.optim.rmsprop import rmsprop as rmsprop_kernel
 from torch.optim.sgd import sgd as sgd_kernel
 
+from gan_cli import step_cache
 from gan_cli.losses import GANLoss
 from gan_cli.state import Clock
 from gan_cli.step import GANStep
@@ -194,8 +197,10 @@ class CompiledStep:
     create their state exactly as they always do; the graph is compiled on the second.
     """
 
-    def __init__(self, step: GANStep, say: Callable[[str], None], clock: Optional[Clock] = None):
+    def __init__(self, step: GANStep, say: Callable[[str], None], clock: Optional[Clock] = None,
+                 saved: Optional[Path] = None):
         self.eager, self.say, self.clock = step, say, clock
+        self.saved = saved  # where the compiled CPU step is kept for later runs (step_cache.py)
         p = step.players
         self.both = _Both(p.generator, p.discriminator)
         self.g_params = dict(p.generator.named_parameters())
@@ -209,7 +214,14 @@ class CompiledStep:
         self.cuda_graph = self.device.type == "cuda"  # also captured as a CUDA graph
         self.warm = False  # the graph has run once: its guards may be skipped
 
+    def __getstate__(self) -> dict:
+        """What torch keeps of this object when it saves the step's guards (step_cache.py):
+        the step's parts, not the console, the clock or the graph itself."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("say", "clock", "graph")}
+
     def __getattr__(self, name: str):  # settings, judge, ...: the eager step's
+        if name == "eager":  # (not set yet: an object being unpickled)
+            raise AttributeError(name)
         return getattr(self.eager, name)
 
     def __call__(self, sigma: float, ema_decay: float) -> torch.Tensor:
@@ -217,14 +229,15 @@ class CompiledStep:
         if self.graph is None:
             if not (state_ready(p.opt_g) and state_ready(p.opt_d)):
                 return self.eager(sigma, ema_decay)
-            self.graph = self._compile()
             skips_before = _cuda_graph_skips()
             start = time.perf_counter()
+            loaded = self._compile(self._scalars(sigma, ema_decay))
             stats = self._run(sigma, ema_decay)
             seconds = time.perf_counter() - start
             if self.clock is not None:  # start-up, like building the run: not training time
                 self.clock.off_path += seconds
-            self.say(f"compiled the step in {seconds:.1f} s")
+            self.say(f"loaded the compiled step ({self.saved}) in {seconds:.1f} s" if loaded
+                     else f"compiled the step in {seconds:.1f} s")
             if self.cuda_graph:
                 self.say("the compiled step replays as a CUDA graph" if
                          _cuda_graph_skips() == skips_before else
@@ -233,7 +246,8 @@ class CompiledStep:
             return stats
         return self._run(sigma, ema_decay)
 
-    def _compile(self) -> Callable:
+    def _compile(self, scalars: torch.Tensor) -> bool:
+        """Sets self.graph; returns whether it was loaded from a saved file."""
         p = self.eager.players
         self.update_g = OptimizerUpdate(p.opt_g, {v: k for k, v in self.g_params.items()})
         self.update_d = OptimizerUpdate(p.opt_d, {v: k for k, v in self.d_params.items()})
@@ -267,26 +281,46 @@ class CompiledStep:
             for t in [*self.buffers.values(), *_state_tensors(p.opt_g), *_state_tensors(p.opt_d),
                       self.eager.balance.noise]:
                 torch._dynamo.mark_static_address(t)
-        return torch.compile(self._step, fullgraph=True, dynamic=False, isolate_recompiles=True,
-                             options=options)
+        compiled = torch.compile(self._step, fullgraph=True, dynamic=False,
+                                 isolate_recompiles=True, options=options)
+        if self.cuda_graph or self.saved is None or not step_cache.available(compiled):
+            self.graph = self._guarded(compiled)  # dynamo compiles it at its first call
+            return False
+        # the CPU step traced now and saved whole (step_cache.py). Gradients: the eager first
+        # step left them; the graph never reads them, and torch cannot save them in its guards
+        for param in [*self.g_params.values(), *self.d_params.values()]:
+            param.grad = None
+        with torch.no_grad():
+            graph, loaded = step_cache.load_or_compile(compiled, self, (scalars,), self.saved,
+                                                       self.say)
+        self.graph = graph or self._guarded(compiled)
+        return loaded
+
+    def _guarded(self, compiled: Callable) -> Callable:
+        """dynamo's compiled step: its guards are checked at the first call only (after it,
+        none can fail: the run has one graph, whose inputs keep their shapes and whose
+        closed-over modules and settings never change, and checking each of its ~100
+        tensors and module attributes costs more than the step)."""
+        def call(scalars: torch.Tensor) -> torch.Tensor:
+            with torch.compiler.set_stance(skip_guard_eval_unsafe=self.warm):
+                return compiled(scalars)
+        return call
+
+    def _scalars(self, sigma: float, ema_decay: float) -> torch.Tensor:
+        p = self.eager.players
+        return torch.tensor([sigma, ema_decay, *(g["lr"] for g in p.opt_g.param_groups),
+                             *(g["lr"] for g in p.opt_d.param_groups)], device=self.device)
 
     def _run(self, sigma: float, ema_decay: float) -> torch.Tensor:
-        p = self.eager.players
-        scalars = torch.tensor([sigma, ema_decay,
-                                *(g["lr"] for g in p.opt_g.param_groups),
-                                *(g["lr"] for g in p.opt_d.param_groups)], device=self.device)
-        # torch.func.grad inside ignores no_grad; the graph is inference-only. Guards: after
-        # the first call only the differentiating ones (none: the run has one graph, whose
-        # inputs keep their shapes and whose closed-over modules and settings never change);
-        # checking each of its ~100 tensors and module attributes costs more than the step
+        scalars = self._scalars(sigma, ema_decay)
         if self.cuda_graph:  # a new replay: the previous step's outputs may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
-        with torch.no_grad(), torch.compiler.set_stance(skip_guard_eval_unsafe=self.warm):
+        with torch.no_grad():  # torch.func.grad inside ignores it; the graph is inference-only
             stats = self.graph(scalars)
         if self.cuda_graph:  # (the loop keeps a step's statistics past the next replay)
             stats = stats.clone()
         self.warm = True
-        for sched in p.schedulers:  # host-side: they change param_groups' lr floats
+        for sched in self.eager.players.schedulers:  # host-side: they change param_groups' lr
             sched.step()
         return stats
 
@@ -360,9 +394,11 @@ def wanted(setting, steps_left: int) -> bool:
 
 
 def choose_step(step: GANStep, setting, steps_left: int, device: torch.device,
-                say: Callable[[str], None], clock: Optional[Clock] = None) -> GANStep | CompiledStep:
+                say: Callable[[str], None], clock: Optional[Clock] = None,
+                cfg: Optional[DictConfig] = None) -> GANStep | CompiledStep:
     """The step the loop runs: compiled when train.compile asks for it and the run's
-    options allow it; otherwise the eager step, with one line saying why when asked."""
+    options allow it; otherwise the eager step, with one line saying why when asked.
+    cfg: the run's config, which names the file its compiled step is kept in."""
     if not wanted(setting, steps_left):
         return step
     problem = refusal(step, device)
@@ -371,4 +407,5 @@ def choose_step(step: GANStep, setting, steps_left: int, device: torch.device,
         return step
     say(f"train.compile={str(setting).lower()}: the step will be compiled as one graph "
         f"(cache: {cache_location()})")
-    return CompiledStep(step, say, clock)
+    saved = None if cfg is None else step_cache.path(cfg, device, cache_location())
+    return CompiledStep(step, say, clock, saved)

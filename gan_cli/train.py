@@ -181,7 +181,7 @@ def train_on(device: torch.device, device_description: str, cfg: DictConfig,
         [f"resumed at step {run.state.step} from {cfg.resume}"] if resumed is not None else []),
         f"device: {device_description}", threads_line], early_lines)
     run.step = choose_step(run.step, cfg.train.compile, cfg.train.steps - run.state.step, device,
-                           console.line, run.state.clock)
+                           console.line, run.state.clock, cfg)
     evaluation_info = scorer.start(folder.plots if cfg.eval.plots else None)
     # replicas: one row per replica and log step, named by the replica's index and seed
     balance_column = ["balance_noise"] if run.step.balance.on else []  # train.balance's std
