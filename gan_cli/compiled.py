@@ -43,6 +43,7 @@ sweep job with the same networks and options reuses it (a few seconds).
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -281,19 +282,20 @@ class CompiledStep:
             for t in [*self.buffers.values(), *_state_tensors(p.opt_g), *_state_tensors(p.opt_d),
                       self.eager.balance.noise]:
                 torch._dynamo.mark_static_address(t)
-        compiled = torch.compile(self._step, fullgraph=True, dynamic=False,
-                                 isolate_recompiles=True, options=options)
-        if self.cuda_graph or self.saved is None or not step_cache.available(compiled):
-            self.graph = self._guarded(compiled)  # dynamo compiles it at its first call
+        compile_step = functools.partial(torch.compile, self._step, fullgraph=True,
+                                         dynamic=False, isolate_recompiles=True)
+        if self.cuda_graph or self.saved is None or not step_cache.available():
+            self.graph = self._guarded(compile_step(options=options))  # compiled at 1st call
             return False
         # the CPU step traced now and saved whole (step_cache.py). Gradients: the eager first
         # step left them; the graph never reads them, and torch cannot save them in its guards
         for param in [*self.g_params.values(), *self.d_params.values()]:
             param.grad = None
         with torch.no_grad():
-            graph, loaded = step_cache.load_or_compile(compiled, self, (scalars,), self.saved,
-                                                       self.say)
-        self.graph = graph or self._guarded(compiled)
+            graph, loaded = step_cache.load_or_compile(
+                compile_step(options={**options, "guard_filter_fn": step_cache.savable_guards}),
+                self, (scalars,), self.saved, self.say)
+        self.graph = graph or self._guarded(compile_step(options=options))
         return loaded
 
     def _guarded(self, compiled: Callable) -> Callable:

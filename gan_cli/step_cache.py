@@ -12,17 +12,20 @@ Files: <inductor's cache dir>/gan_cli/step-<key>.bin, the key a hash of the conf
 shapes the graph, the code of gan_cli and torch, and the CPU's vector capability (a cache
 dir shared between machines must not hand AVX-512 code to one without it). A file that
 fails to load or to match is compiled again and replaced, with a console line saying so.
-aot_compile is experimental in torch (2.10 on); without it the dynamo path is used.
+aot_compile is experimental in torch; without it (no torch.compiler.load_compiled_function),
+or when it fails, the step is compiled by dynamo at its first call, as on CUDA.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copyreg
 import functools
 import hashlib
 import json
 import platform
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -63,8 +66,21 @@ def _source_hash() -> str:
     return digest.hexdigest()
 
 
-def available(compiled: Any) -> bool:
-    return hasattr(compiled, "aot_compile") and hasattr(torch.compiler, "load_compiled_function")
+def available() -> bool:
+    return hasattr(torch.compiler, "load_compiled_function")
+
+
+def savable_guards(entries: Sequence[Any]) -> list[bool]:
+    """torch.compile's guard_filter_fn for a step saved to disk: its guards without the
+    ones that name one process's objects (ids, dict versions: another process's never
+    match) or globals (module functions and constants: the key holds gan_cli's code).
+    Replicas need it: vmap's pytree code puts a guard on the version of torch's registry of
+    pytree types, which torch's own filter lets through and then cannot save."""
+    from torch._dynamo.guards import CheckFunctionManager
+
+    process_local = set(CheckFunctionManager.UNSUPPORTED_SERIALIZATION_GUARD_TYPES)
+    return [not (e.is_global or e.guard_type in process_local
+                 or process_local.intersection(e.derived_guard_types)) for e in entries]
 
 
 def load_or_compile(method: Any, owner: Any, args: tuple, path: Path,
@@ -79,7 +95,8 @@ def load_or_compile(method: Any, owner: Any, args: tuple, path: Path,
             return functools.partial(fn, owner), True
         say(f"the saved compiled step {path} {problem}: compiling it again")
     try:
-        fn = method.aot_compile((args, {}))
+        with _generators_saved_as_none():
+            fn = method.aot_compile((args, {}))
     except Exception as e:  # e.g. guards torch cannot save: dynamo's own path compiles it
         say(f"the step is compiled in this run only (not ahead of time: {type(e).__name__}: "
             f"{_first_line(e)})")
@@ -111,6 +128,24 @@ def _load(path: Path, args: tuple) -> tuple[Optional[Callable], str]:
         return None, f"could not be loaded ({type(e).__name__}: {_first_line(e)})"
     fn.disable_guard_check()
     return fn, ""
+
+
+@contextlib.contextmanager
+def _generators_saved_as_none() -> Iterator[None]:
+    """torch saves the objects the step's guards start from (the step and what it holds)
+    without their tensors, but with any torch.Generator whole (replicas' per-replica
+    streams), and then fails to load one back. The compiled step never uses them (it draws
+    from torch's global stream), and no guard looks at them: saved as None instead."""
+    generator = torch._C.Generator
+    before = copyreg.dispatch_table.get(generator)
+    copyreg.pickle(generator, lambda g: (type(None), ()))
+    try:
+        yield
+    finally:
+        if before is None:
+            copyreg.dispatch_table.pop(generator, None)
+        else:
+            copyreg.dispatch_table[generator] = before
 
 
 def _first_line(error: Exception) -> str:
