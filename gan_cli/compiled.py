@@ -267,8 +267,13 @@ class CompiledStep:
         # the basic launcher, tests) each get their own graph, never another run's.
         # cpp_wrapper: the graph's ~50 kernels called from C++ rather than Python: 1.2x the
         # toy's compiled steps/s, 1.05x with 64 replicas (benchmarks/README.md); a warm
-        # compile takes as long
-        options = {"fallback_random": True, "size_asserts": False, "cpp_wrapper": True}
+        # compile takes as long.
+        # use_decompose_tanh: tanh as 2 / (1 + exp(-2x)) - 1, which inductor vectorizes into
+        # exp; its default, Sleef's tanh, takes 7x as long as eager's here and a tenth of
+        # the 64-replica toy's step (1.1x its replica-steps/s). Its error is absolute, ~1e-7
+        # (relatively larger only for |x| < 1e-6, where no network's next layer can tell)
+        options = {"fallback_random": True, "size_asserts": False, "cpp_wrapper": True,
+                   "cpp.use_decompose_tanh": True}
         if self.cuda_graph:
             # on CUDA the graph's launches are replayed as one CUDA graph (inductor's
             # cudagraph trees, as mode="reduce-overhead"), which needs every tensor the step
