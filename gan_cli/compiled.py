@@ -392,12 +392,20 @@ def cache_location() -> str:
     return cache_dir()
 
 
-def wanted(setting, steps_left: int) -> bool:
+def wanted(setting, steps_left: int, convolutional: bool = False,
+           device_type: str = "cpu") -> bool:
     """train.compile as a decision: true, false, or auto = compile runs with at least
-    AUTO_MIN_STEPS steps still to go (shorter ones finish before compiling would pay)."""
+    AUTO_MIN_STEPS steps still to go (shorter ones finish before compiling would pay),
+    except convolutional networks on the CPU: their convolutions are the same oneDNN calls
+    either way, and inductor's batch norm and layout copies cost more than eager's (the
+    MNIST DCGAN's compiled step took 1.06x eager's, benchmarks/README.md)."""
     if setting == "auto":
-        return steps_left >= AUTO_MIN_STEPS
+        return steps_left >= AUTO_MIN_STEPS and not (convolutional and device_type == "cpu")
     return bool(setting)
+
+
+def convolutional(*networks: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for net in networks for m in net.modules())
 
 
 def choose_step(step: GANStep, setting, steps_left: int, device: torch.device,
@@ -406,7 +414,9 @@ def choose_step(step: GANStep, setting, steps_left: int, device: torch.device,
     """The step the loop runs: compiled when train.compile asks for it and the run's
     options allow it; otherwise the eager step, with one line saying why when asked.
     cfg: the run's config, which names the file its compiled step is kept in."""
-    if not wanted(setting, steps_left):
+    players = step.players
+    if not wanted(setting, steps_left, convolutional(players.generator, players.discriminator),
+                  device.type):
         return step
     problem = refusal(step, device)
     if problem is not None:

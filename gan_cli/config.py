@@ -48,7 +48,8 @@ class TrainLoop:
     precision: str = "fp32"
     replicas: int = 1  # independent GANs (seeds seed..seed+R-1) trained as one batched computation
     # the whole step as one torch.compile graph: true | false | auto (= true when at least
-    # gan_cli.compiled.AUTO_MIN_STEPS steps remain, so that the ~30 s compile pays)
+    # gan_cli.compiled.AUTO_MIN_STEPS steps remain, so that the ~30 s compile pays; never
+    # for convolutional networks on the CPU, whose compiled step is no faster)
     compile: Any = "auto"
     # updates fitting D's output to the data's true density by MSE before the game (aylien's
     # January 2017 pre-training; gan_cli/pretrain.py); Gaussian mixtures only; 0 = off

@@ -12,7 +12,7 @@ from torch import nn
 
 from conftest import TINY, compose_train
 from gan_cli.compiled import (AUTO_MIN_STEPS, CompiledStep, OptimizerUpdate, choose_step,
-                              refusal, wanted)
+                              convolutional, refusal, wanted)
 from gan_cli.config import validate_train_config
 from gan_cli.errors import UserError
 from gan_cli.train import start_run
@@ -142,6 +142,17 @@ def test_auto_compiles_only_runs_long_enough_to_pay():
     said = []
     assert choose_step(step, "auto", 60, torch.device("cpu"), said.append) is step
     assert said == []  # a short run under auto: eager, nothing to say
+
+
+def test_auto_leaves_convolutional_networks_eager_on_the_cpu():
+    long = AUTO_MIN_STEPS * 2
+    dcgan_d = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(1))
+    mlp = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+    assert convolutional(mlp, dcgan_d) and not convolutional(mlp, mlp)
+    assert not wanted("auto", long, convolutional=True, device_type="cpu")
+    assert wanted("auto", long, convolutional=True, device_type="cuda")
+    assert wanted("auto", long, convolutional=False, device_type="cpu")
+    assert wanted(True, 1, convolutional=True, device_type="cpu")  # asked for: compiled
 
 
 def test_a_bad_compile_value_is_refused():
