@@ -398,7 +398,7 @@ def wanted(setting, steps_left: int, convolutional: bool = False,
     AUTO_MIN_STEPS steps still to go (shorter ones finish before compiling would pay),
     except convolutional networks on the CPU: their convolutions are the same oneDNN calls
     either way, and inductor's batch norm and layout copies cost more than eager's (the
-    MNIST DCGAN's compiled step took 1.06x eager's, benchmarks/README.md)."""
+    MNIST DCGAN trained at 0.97x eager's images/s compiled, benchmarks/README.md)."""
     if setting == "auto":
         return steps_left >= AUTO_MIN_STEPS and not (convolutional and device_type == "cpu")
     return bool(setting)

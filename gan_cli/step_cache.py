@@ -4,9 +4,10 @@ torch.compile's own caches keep inductor's kernels, but every new process still 
 the step with dynamo (2-4 s for the toy) and probes the CPU's vector instructions by
 spawning a dozen Python processes (2 s). torch.compile(...).aot_compile instead traces
 once and returns the finished function with its guards, which saves to a file: a later
-run with the same networks and options loads it (about 1 s), checks its guards against
-its own step once (any difference in shapes, dtypes or constants: compiled afresh), and
-then calls it directly, without dynamo's per-call frame handling (70 us of a toy step).
+run with the same networks and options loads it (1.5 s for the toy), checks its guards
+against its own step once (any difference in shapes, dtypes or constants: compiled
+afresh), and then calls it directly, without dynamo's per-call frame handling (a third
+of a compiled toy step's time in a whole run: benchmarks/README.md).
 
 Files: <inductor's cache dir>/gan_cli/step-<key>.bin, the key a hash of the config that
 shapes the graph, the code of gan_cli and torch, and the CPU's vector capability (a cache
