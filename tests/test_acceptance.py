@@ -62,7 +62,7 @@ def test_ring8_best_covers_every_mode_sharply(tmp_path, seed):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_grid25_best_covers_every_mode_sharply(tmp_path, seed):
-    # 30000 steps of 256-unit networks: about 20 minutes per seed on one CPU thread
+    # 30000 steps of 256-unit networks, compiled: about 10 minutes per seed on one CPU thread
     summary, _ = gan_train(tmp_path, "experiment=grid25_best", f"seed={seed}", "threads=1",
                            "eval.plots=false", "train.ckpt_every=null", timeout=3600)
     m = summary["metrics"]

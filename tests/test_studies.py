@@ -144,11 +144,14 @@ def test_the_fast_ring_grid_study_writes_every_setup_beside_the_published_number
         assert re.search(rf"^\| {re.escape(setup.name)} \| {steps} \| [\d.]+ ± [\d.]+ "
                          rf"\([\d.]+–[\d.]+\) / {n} \| \d/2 seeds \| .+ \| "
                          rf"{re.escape(setup.published)} \|$", text, re.M), setup.name
-    runs = tmp_path / "runs"  # three batched runs of 2 replicas, and grid25_best's 2 seeds
-    assert len(list(runs.glob("*/summary.json"))) == 3
-    assert len(list(runs.glob("grid25_best/seed_*/summary.json"))) == 2
-    assert "hq over the samples D's rejection sampling kept" in text  # grid25_best's line
-    assert re.search(r"all of G's samples, without rejection: \d+/[\d.]+, \d+/[\d.]+ \(", text)
+    runs = tmp_path / "runs"  # two batched runs of 2 replicas, and the best presets' 2 seeds
+    assert len(list(runs.glob("*/summary.json"))) == 2
+    for best in ("ring8_best", "grid25_best"):
+        assert len(list(runs.glob(f"{best}/seed_*/summary.json"))) == 2
+    # both best presets evaluate with rejection sampling: their lines say so, twice
+    assert text.count("hq over the samples D's rejection sampling kept") == 2
+    assert len(re.findall(r"all of G's samples, without rejection: \d+/[\d.]+, \d+/[\d.]+ \(",
+                          text)) == 2
 
     # --reuse reads the finished runs back: the same table, nothing trained again
     written = {f: f.stat().st_mtime_ns for f in runs.rglob("summary.json")}
@@ -168,3 +171,38 @@ def test_setups_left_out_with_only_are_named_in_the_report(tmp_path):
     assert "| ring8, plain GAN | 20 |" in text and "| grid25, plain GAN |" not in text
     left_out = "; ".join(s.name for s in ring_grid.SETUPS[1:])
     assert f"Not run for this report (left out with `--only`): {left_out}." in text
+
+
+def test_reuse_reads_finished_seeds_back_and_trains_only_the_others(tmp_path, monkeypatch):
+    """A study stopped part-way continues (ring_grid --reuse): seed 0 finished, seed 1
+    completed a shorter run and seed 2 stopped early, so only seeds 1 and 2 train again."""
+    import json
+    import subprocess
+
+    import gan_cli.studies as studies
+
+    def write(seed: int, status: str, step: int) -> None:
+        folder = tmp_path / f"seed_{seed}"
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps({"status": status, "step": step,
+                                                          "seed": seed}))
+
+    write(0, "completed", 50)
+    write(1, "completed", 40)
+    write(2, "interrupted", 30)
+    trained = []
+
+    def fake_gan_train(command, **kwargs):  # the run a gan-train process would leave
+        seed = int(next(a for a in command if a.startswith("seed=")).split("=")[1])
+        trained.append(seed)
+        (tmp_path / f"seed_{seed}" / "summary.json").write_text(json.dumps(
+            {"status": "completed", "step": 50, "seed": seed, "new": True}))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(studies.subprocess, "run", fake_gan_train)
+    summaries = studies.run_seeds(["data=ring8"], 3, 50, tmp_path, jobs=1, reuse=True)
+    assert sorted(trained) == [1, 2]
+    assert [s.get("new", False) for s in summaries] == [False, True, True]
+    trained.clear()  # without reuse every seed trains
+    studies.run_seeds(["data=ring8"], 3, 50, tmp_path, jobs=1)
+    assert sorted(trained) == [0, 1, 2]

@@ -13,6 +13,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -40,17 +41,33 @@ def run_replicas(overrides: list[str], seeds: int, steps: int,
     return summary, rows, seconds
 
 
+def finished_summary(folder: Path, steps: int) -> Optional[dict]:
+    """The summary of the run in folder if it finished: diverged, or completed at `steps`;
+    else None."""
+    path = folder / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    done = summary["status"] == "diverged" or (summary["status"] == "completed" and
+                                               summary["step"] == steps)
+    return summary if done else None
+
+
 def run_seeds(overrides: list[str], seeds: int, steps: int, run_dir: Path,
-              jobs: int) -> list[dict]:
+              jobs: int, reuse: bool = False) -> list[dict]:
     """Train one config for seeds 0..seeds-1 as separate runs, `jobs` at a time, each a
     gan-train process with one CPU thread; returns their summaries (each records when it
-    started and ended).
+    started and ended). reuse: a seed whose run in run_dir has finished (finished_summary)
+    is read back instead of trained, so a study stopped part-way continues where it was.
 
     For networks wide enough that a step is arithmetic rather than overhead, batched
     replicas gain nothing (grid25_best: 10 replicas 17 replica-steps/s, one run alone 28
     steps/s), and separate processes use every core."""
     def one(seed: int) -> dict:
         folder = run_dir / f"seed_{seed}"
+        earlier = finished_summary(folder, steps) if reuse else None
+        if earlier is not None:
+            return earlier
         command = [sys.executable, "-c", "import sys; from gan_cli.cli import train_main; "
                    "sys.exit(train_main())", *overrides, f"seed={seed}",
                    f"train.steps={steps}", "device=cpu", "threads=1", "print_config=false",

@@ -2,17 +2,17 @@
 
 Trains ring8 (8 modes on a circle) and grid25 (a 5 x 5 grid), each with a plain GAN
 (the runner's defaults) and with the best remedy measured (experiment=ring8_best,
-grid25_best), over --seeds seeds as one batched run each (train.replicas; grid25_best's
-wide networks gain nothing from batching, so its seeds run as separate processes, --jobs
-at a time), then writes docs/ring_grid.md: per configuration the modes covered and the
-high-quality share over the seeds, beside the numbers PacGAN's Table 1 reports (Lin et
-al. 2018). --reuse writes the report again from finished runs without training them.
+grid25_best), over --seeds seeds as one batched run each (train.replicas; the best
+remedies' wide networks gain nothing from batching, so their seeds run as separate
+processes, --jobs at a time), then writes docs/ring_grid.md: per configuration the modes
+covered and the high-quality share over the seeds, beside the numbers PacGAN's Table 1
+reports (Lin et al. 2018). --reuse reads finished runs back instead of training them: the
+report again, or a study stopped part-way continued (separate runs: seed by seed).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional, Sequence
 
-from gan_cli.studies import machine, run_replicas, run_seeds
+from gan_cli.studies import finished_summary, machine, run_replicas, run_seeds
 
 
 @dataclass
@@ -38,7 +38,7 @@ SETUPS = [
     Setup("ring8, plain GAN", ["data=ring8"], 5000,
           "GAN: 6.3 / 8 modes, 98.2 % high quality"),
     Setup("ring8, best remedy (`experiment=ring8_best`)", ["experiment=ring8_best"], 5000,
-          "PacGAN4: 7.8 / 8 modes"),
+          "PacGAN4: 7.8 / 8 modes", batched=False),
     Setup("grid25, plain GAN", ["data=grid25"], 5000,
           "GAN: 17.3 / 25 modes, 94.8 % high quality"),
     Setup("grid25, best remedy (`experiment=grid25_best`)", ["experiment=grid25_best"], 30000,
@@ -60,6 +60,7 @@ class Result:
     unfiltered: list[tuple[int, float]]  # per seed, (modes, hq) of all of G's samples
     # ([] unless rejection sampling filtered the ones above)
     threads: int  # torch threads per run
+    run_seconds: float = 0.0  # the runs' own times (end - start) added up
 
 
 def run(setup: Setup, seeds: int, steps_scale: float, runs: Path, jobs: int,
@@ -68,11 +69,11 @@ def run(setup: Setup, seeds: int, steps_scale: float, runs: Path, jobs: int,
     steps = max(1, round(setup.steps * steps_scale))
     run_dir = runs / setup.overrides[0].split("=")[1]
     overrides = [*setup.overrides, "train.eval_every=null"]
-    summaries = earlier_summaries(setup, seeds, steps, run_dir) if reuse else None
-    if summaries is None and setup.batched:
-        summaries = [run_replicas(overrides, seeds, steps, run_dir)[0]]
-    elif summaries is None:
-        summaries = run_seeds(overrides, seeds, steps, run_dir, jobs)
+    if setup.batched:
+        summaries = earlier_summaries(seeds, steps, run_dir) if reuse else None
+        summaries = summaries or [run_replicas(overrides, seeds, steps, run_dir)[0]]
+    else:  # with reuse, only the seeds not finished yet are trained
+        summaries = run_seeds(overrides, seeds, steps, run_dir, jobs, reuse)
     per = summaries[0]["per_replica"] if setup.batched else summaries
     metrics = [p["metrics"] for p in per]
     started = min(datetime.fromisoformat(s["manifest"]["started_at"]) for s in summaries)
@@ -85,7 +86,15 @@ def run(setup: Setup, seeds: int, steps_scale: float, runs: Path, jobs: int,
                   [m.get("hq_fraction", math.nan) for m in metrics],
                   sum(p["status"] == "diverged" for p in per), (ended - started).total_seconds(),
                   accepted, ended, unfiltered,
-                  max(s["manifest"]["torch_threads"] for s in summaries))
+                  max(s["manifest"]["torch_threads"] for s in summaries),
+                  sum(took(s) for s in summaries))
+
+
+def took(summary: dict) -> float:
+    """Seconds from the run's start to its end."""
+    m = summary["manifest"]
+    return (datetime.fromisoformat(m["ended_at"]) -
+            datetime.fromisoformat(m["started_at"])).total_seconds()
 
 
 def without_rejection(run_dir: Path) -> tuple[int, float]:
@@ -109,20 +118,14 @@ def without_rejection(run_dir: Path) -> tuple[int, float]:
     return stats["modes_covered"], stats["hq_fraction"]
 
 
-def earlier_summaries(setup: Setup, seeds: int, steps: int, run_dir: Path) -> Optional[list[dict]]:
-    """The summaries of a finished run of this setup in run_dir, for these seeds and steps
-    (one batched run's, or one per seed); None when there is none to reuse. The config
-    itself is not compared: --reuse trusts that the runs are this setup's."""
-    files = [run_dir / "summary.json"] if setup.batched else \
-        [run_dir / f"seed_{k}" / "summary.json" for k in range(seeds)]
-    if not all(f.is_file() for f in files):
+def earlier_summaries(seeds: int, steps: int, run_dir: Path) -> Optional[list[dict]]:
+    """The summary of a finished batched run of this setup in run_dir, for these seeds and
+    steps, as a list of one; None when there is none to reuse. The config itself is not
+    compared: --reuse trusts that the runs are this setup's."""
+    summary = finished_summary(run_dir, steps)
+    if summary is None or len(summary.get("per_replica", [])) != seeds:
         return None
-    summaries = [json.loads(f.read_text()) for f in files]
-    finished = all(s["status"] == "diverged" or (s["status"] == "completed" and
-                                                  s["step"] == steps) for s in summaries)
-    if not finished or (setup.batched and len(summaries[0].get("per_replica", [])) != seeds):
-        return None
-    return summaries
+    return [summary]
 
 
 def spread(values: Sequence[float], digits: int) -> str:
@@ -173,7 +176,11 @@ def write_report(results: list[Result], path: Path, command: str,
         if r.unfiltered:
             extra += ("; all of G's samples, without rejection: " +
                       ", ".join(f"{m}/{h:.2f}" for m, h in r.unfiltered))
-        lines.append(f"- {r.setup.name}: {cells}{extra} ({r.seconds / 60:.1f} min, finished "
+        own = ""  # runs side by side (--jobs), or trained by several invocations (--reuse)
+        if abs(r.run_seconds - r.seconds) > 0.05 * r.seconds:
+            own = f"; its runs' own times add up to {r.run_seconds / 60:.1f} min"
+        lines.append(f"- {r.setup.name}: {cells}{extra} ({r.seconds / 60:.1f} min from the "
+                     f"first start to the last end{own}, finished "
                      f"{r.ended.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC)")
     if left_out:
         lines += ["", "Not run for this report (left out with `--only`): " +
@@ -190,8 +197,9 @@ def write_report(results: list[Result], path: Path, command: str,
         "- The best remedies are not PacGAN: `ring8_best` is wider, deeper networks with a "
         "higher learning rate and annealed instance noise; `grid25_best` the same networks "
         "with a 25-category discrete latent, D's minibatch standard deviation, noise on "
-        "[−10, 10] and 30,000 steps, evaluated on the samples that discriminator rejection "
-        "sampling keeps (Azadi et al. 2019), a remedy neither paper used. "
+        "[−10, 10] and 30,000 steps. Both are evaluated on the samples that discriminator "
+        "rejection sampling keeps (Azadi et al. 2019), a remedy neither paper used; each "
+        "line above also gives the numbers of all of G's samples. "
         "`model.discriminator.pack=4` alone, on the default networks, covers far fewer modes "
         "here (see docs/toolbox.md's table).",
         "- The high-quality share is ours to the same definition; PacGAN's plain GAN reaches "
@@ -214,7 +222,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="runs side by side for setups not batched (default: the cores)")
     parser.add_argument("--reuse", action="store_true",
-                        help="read setups already finished in --runs instead of training them")
+                        help="read runs already finished in --runs instead of training them "
+                        "(separate runs: seed by seed, training only the others)")
     parser.add_argument("--out", type=Path, default=Path("docs"),
                         help="folder for ring_grid.md (default docs)")
     parser.add_argument("--runs", type=Path, default=None,
