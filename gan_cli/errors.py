@@ -45,6 +45,12 @@ def _chain(e: BaseException) -> list[BaseException]:
     return seen
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's first line (its type's name if it has none), at most 200 characters:
+    for console lines that say why a cache or saved file was not used."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
 def one_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines()]
     if "Config search path:" in lines:  # where Hydra looked: not the user's concern

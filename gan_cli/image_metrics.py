@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_cli.errors import first_line
 from gan_cli.files import atomic_write
 
 CONFIDENT = 0.9  # max p(y|x) at which an image counts as confidently classified
@@ -219,8 +220,7 @@ def load_or_train_classifier(data: Any, device: str | torch.device,
                 f"(loaded from {path})")
             return classifier, info
         except Exception as e:  # any failure only means the cache is unusable: retrain
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            log(f"warning: {path}: unreadable classifier cache ({reason}); retraining")
+            log(f"warning: {path}: unreadable classifier cache ({first_line(e)}); retraining")
 
     classifier, info = train_classifier(data, device, log=log)
     state = {"weights": classifier.state_dict(), "info": info}

@@ -32,6 +32,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import gan_cli
+from gan_cli.errors import first_line
 from gan_cli.files import atomic_write
 
 # train keys that change the run's length or bookkeeping, never its step's graph: a seed
@@ -100,13 +101,13 @@ def load_or_compile(method: Any, owner: Any, args: tuple, path: Path,
             fn = method.aot_compile((args, {}))
     except Exception as e:  # e.g. guards torch cannot save: dynamo's own path compiles it
         say(f"the step is compiled in this run only (not ahead of time: {type(e).__name__}: "
-            f"{_first_line(e)})")
+            f"{first_line(e)})")
         return None, False
     try:
         atomic_write(path, lambda tmp: fn.save_compiled_function(str(tmp)))
     except Exception as e:  # a full disk or an unsavable graph: this run trains anyway
         say(f"the compiled step could not be saved for later runs ({type(e).__name__}: "
-            f"{_first_line(e)})")
+            f"{first_line(e)})")
     fn.disable_guard_check()
     return functools.partial(fn, owner), False
 
@@ -126,7 +127,7 @@ def _load(path: Path, args: tuple) -> tuple[Optional[Callable], str]:
         if not fn.guard_check(*args):
             return None, "does not match this run's step"
     except Exception as e:  # a torch upgrade, a truncated file: compile again
-        return None, f"could not be loaded ({type(e).__name__}: {_first_line(e)})"
+        return None, f"could not be loaded ({type(e).__name__}: {first_line(e)})"
     fn.disable_guard_check()
     return fn, ""
 
@@ -147,7 +148,3 @@ def _generators_saved_as_none() -> Iterator[None]:
             copyreg.dispatch_table.pop(generator, None)
         else:
             copyreg.dispatch_table[generator] = before
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [""])[0][:200]
