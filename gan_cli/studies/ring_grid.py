@@ -196,9 +196,10 @@ def write_report(results: list[Result], path: Path, command: str,
         "architectures and training schedules, and are averages over their own seeds.",
         "- The best remedies are not PacGAN: `ring8_best` is wider, deeper networks with a "
         "higher learning rate, annealed instance noise, D's minibatch standard deviation "
-        "and the R1 penalty (γ 0.001); `grid25_best` the same networks with a 25-category "
-        "discrete latent, D's minibatch standard deviation, R1 (γ 0.01) and the adaptive "
-        "balance (instance noise while D's accuracy exceeds 0.9), noise on [−10, 10] and "
+        "and the R1 penalty (γ 0.001); `grid25_best` the same networks at the default "
+        "learning rate (1e-3) with a 100-category discrete latent (four per mode), D's "
+        "minibatch standard deviation, R1 (γ 0.01) and the adaptive balance (instance "
+        "noise of at most 0.1 while D's accuracy exceeds 0.9), noise on [−10, 10] and "
         "30,000 steps. Both are evaluated on the samples that discriminator "
         "rejection sampling keeps (Azadi et al. 2019), a remedy neither paper used; each "
         "line above also gives the numbers of all of G's samples. "
