@@ -75,7 +75,7 @@ def set_torch_threads(threads: Optional[int], launcher: Any) -> None:
 
 
 # The rule for threads=null (docs/sweeps.md, "Launchers and threads"): the mixtures' MLPs (G and D together:
-# 34,000 weights for the default run, 272,000 for grid25_best) do each matmul in
+# 34,000 weights for the default run, 291,000 for grid25_best) do each matmul in
 # microseconds, so a second intra-op thread only adds synchronisation, and on a shared
 # machine it waits for a busy core (issue 26: 2-106 steps/s with 2 threads against
 # 300-480 with 1). The image models (mnist_mlp, dcgan: millions) keep the cores.
